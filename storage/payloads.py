@@ -1,0 +1,312 @@
+"""Payload kinds: what an entry says.
+
+A payload is a canonical msgpack map whose fields depend on the entry's kind.
+Optional fields are left out, never written as nil, so each payload has one
+encoding. Text may not hold control characters other than newline and tab
+(a post must not be able to drive the reader's terminal).
+
+Kinds this version does not know are kept as :class:`UnknownPayload`: stored
+and relayed, not shown.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from typing import Any, Final
+
+from . import canonical
+from .errors import InvalidArgument, MalformedEntry
+
+__all__ = [
+    "KNOWN_KINDS",
+    "MAX_BIO_CHARS",
+    "MAX_CW_CHARS",
+    "MAX_EMOJI_CHARS",
+    "MAX_MENTIONS",
+    "MAX_NAME_CHARS",
+    "MAX_PAYLOAD_SIZE",
+    "MAX_TAGS",
+    "MAX_TAG_CHARS",
+    "MAX_TEXT_CHARS",
+    "Block",
+    "Delete",
+    "Follow",
+    "Payload",
+    "Post",
+    "Profile",
+    "React",
+    "Repost",
+    "Unblock",
+    "Unfollow",
+    "UnknownPayload",
+    "decode_payload_untrusted",
+    "encode_payload",
+]
+
+MAX_PAYLOAD_SIZE: Final = 16 * 1024
+MAX_TEXT_CHARS: Final = 4096
+MAX_CW_CHARS: Final = 256
+MAX_TAGS: Final = 16
+MAX_TAG_CHARS: Final = 64
+MAX_MENTIONS: Final = 32
+MAX_EMOJI_CHARS: Final = 16
+MAX_NAME_CHARS: Final = 64
+MAX_BIO_CHARS: Final = 1024
+
+_ID_SIZE: Final = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """A post, or a reply when ``root`` and ``parent`` are set."""
+
+    text: str
+    root: bytes | None = None
+    parent: bytes | None = None
+    mentions: tuple[bytes, ...] = ()
+    tags: tuple[str, ...] = ()
+    cw: str | None = None
+
+    kind = "post"
+
+
+@dataclass(frozen=True, slots=True)
+class Repost:
+    """Shares another entry (``entry``, written by ``author``)."""
+
+    entry: bytes
+    author: bytes
+
+    kind = "repost"
+
+
+@dataclass(frozen=True, slots=True)
+class React:
+    """A reaction to an entry; a like is a react with a heart."""
+
+    entry: bytes
+    author: bytes
+    emoji: str
+
+    kind = "react"
+
+
+@dataclass(frozen=True, slots=True)
+class Follow:
+    feed: bytes
+    kind = "follow"
+
+
+@dataclass(frozen=True, slots=True)
+class Unfollow:
+    feed: bytes
+    kind = "unfollow"
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    feed: bytes
+    kind = "block"
+
+
+@dataclass(frozen=True, slots=True)
+class Unblock:
+    feed: bytes
+    kind = "unblock"
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """The author's display name and bio; each left out means "unchanged"."""
+
+    name: str | None = None
+    bio: str | None = None
+
+    kind = "profile"
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Asks every node to drop the payload of the author's own earlier entry."""
+
+    entry: bytes
+    kind = "delete"
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownPayload:
+    """A payload of a kind this version does not know; ``fields`` as decoded."""
+
+    kind: str
+    fields: dict[str, Any]
+
+
+Payload = (
+    Post | Repost | React | Follow | Unfollow | Block | Unblock | Profile | Delete | UnknownPayload
+)
+
+KNOWN_KINDS: Final = frozenset(
+    {"post", "repost", "react", "follow", "unfollow", "block", "unblock", "profile", "delete"}
+)
+
+
+# --- field rules, shared by encoding (caller errors) and decoding (peer errors)
+
+
+class _FieldProblem(Exception):
+    pass
+
+
+def _text(value: object, name: str, max_chars: int, *, multiline: bool) -> str:
+    if not isinstance(value, str):
+        raise _FieldProblem(f"{name} must be a string")
+    if not value:
+        raise _FieldProblem(f"{name} must not be empty")
+    if len(value) > max_chars:
+        raise _FieldProblem(f"{name} has {len(value)} characters, more than {max_chars}")
+    allowed = "\n\t" if multiline else ""
+    for char in value:
+        if unicodedata.category(char) == "Cc" and char not in allowed:
+            raise _FieldProblem(f"{name} holds the control character U+{ord(char):04X}")
+    return value
+
+
+def _id(value: object, name: str) -> bytes:
+    if not isinstance(value, bytes) or len(value) != _ID_SIZE:
+        raise _FieldProblem(f"{name} must be {_ID_SIZE} bytes")
+    return value
+
+
+def _ids(value: object, name: str, max_items: int) -> tuple[bytes, ...]:
+    if not isinstance(value, list | tuple) or not value:
+        raise _FieldProblem(f"{name} must be a non-empty array")
+    if len(value) > max_items:
+        raise _FieldProblem(f"{name} has {len(value)} items, more than {max_items}")
+    items = tuple(_id(item, name) for item in value)
+    if len(set(items)) != len(items):
+        raise _FieldProblem(f"{name} has duplicates")
+    return items
+
+
+def _tags(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not value:
+        raise _FieldProblem("tags must be a non-empty array")
+    if len(value) > MAX_TAGS:
+        raise _FieldProblem(f"tags has {len(value)} items, more than {MAX_TAGS}")
+    tags = tuple(_text(tag, "tag", MAX_TAG_CHARS, multiline=False) for tag in value)
+    for tag in tags:
+        if tag != tag.lower() or "#" in tag or any(c.isspace() for c in tag):
+            raise _FieldProblem(f"tag {tag!r} must be lower case without spaces or '#'")
+    if len(set(tags)) != len(tags):
+        raise _FieldProblem("tags has duplicates")
+    return tags
+
+
+def _fields(value: object, required: set[str], optional: set[str]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _FieldProblem("payload must be a map")
+    keys = set(value)
+    missing = required - keys
+    if missing:
+        raise _FieldProblem(f"missing field {sorted(missing)[0]!r}")
+    extra = keys - required - optional
+    if extra:
+        raise _FieldProblem(f"unexpected field {sorted(extra)[0]!r}")
+    return value
+
+
+def _build(kind: str, value: object) -> Payload:
+    if kind == "post":
+        f = _fields(value, {"text"}, {"root", "parent", "mentions", "tags", "cw"})
+        if ("root" in f) != ("parent" in f):
+            raise _FieldProblem("a reply needs both root and parent")
+        return Post(
+            text=_text(f["text"], "text", MAX_TEXT_CHARS, multiline=True),
+            root=_id(f["root"], "root") if "root" in f else None,
+            parent=_id(f["parent"], "parent") if "parent" in f else None,
+            mentions=_ids(f["mentions"], "mentions", MAX_MENTIONS) if "mentions" in f else (),
+            tags=_tags(f["tags"]) if "tags" in f else (),
+            cw=_text(f["cw"], "cw", MAX_CW_CHARS, multiline=False) if "cw" in f else None,
+        )
+    if kind == "repost":
+        f = _fields(value, {"entry", "author"}, set())
+        return Repost(entry=_id(f["entry"], "entry"), author=_id(f["author"], "author"))
+    if kind == "react":
+        f = _fields(value, {"entry", "author", "emoji"}, set())
+        return React(
+            entry=_id(f["entry"], "entry"),
+            author=_id(f["author"], "author"),
+            emoji=_text(f["emoji"], "emoji", MAX_EMOJI_CHARS, multiline=False),
+        )
+    if kind in ("follow", "unfollow", "block", "unblock"):
+        f = _fields(value, {"feed"}, set())
+        cls = {"follow": Follow, "unfollow": Unfollow, "block": Block, "unblock": Unblock}[kind]
+        return cls(feed=_id(f["feed"], "feed"))
+    if kind == "profile":
+        f = _fields(value, set(), {"name", "bio"})
+        return Profile(
+            name=_text(f["name"], "name", MAX_NAME_CHARS, multiline=False) if "name" in f else None,
+            bio=_text(f["bio"], "bio", MAX_BIO_CHARS, multiline=True) if "bio" in f else None,
+        )
+    if kind == "delete":
+        f = _fields(value, {"entry"}, set())
+        return Delete(entry=_id(f["entry"], "entry"))
+    if not isinstance(value, dict):
+        raise _FieldProblem("payload must be a map")
+    return UnknownPayload(kind=kind, fields=value)
+
+
+def _to_map(payload: Payload) -> dict[str, Any]:
+    if isinstance(payload, UnknownPayload):
+        return payload.fields
+    if isinstance(payload, Post):
+        out: dict[str, Any] = {"text": payload.text}
+        if payload.root is not None:
+            out["root"] = payload.root
+        if payload.parent is not None:
+            out["parent"] = payload.parent
+        if payload.mentions:
+            out["mentions"] = list(payload.mentions)
+        if payload.tags:
+            out["tags"] = list(payload.tags)
+        if payload.cw is not None:
+            out["cw"] = payload.cw
+        return out
+    if isinstance(payload, Profile):
+        return {
+            key: value
+            for key, value in (("name", payload.name), ("bio", payload.bio))
+            if value is not None
+        }
+    return {name: getattr(payload, name) for name in payload.__slots__}
+
+
+def encode_payload(payload: Payload) -> bytes:
+    """Encode ``payload`` canonically.
+
+    Raises :class:`InvalidArgument` when a field breaks the rules a decoder
+    would apply (so a node never writes a payload its peers reject).
+    """
+    value = _to_map(payload)
+    data = canonical.packb(value)
+    if len(data) > MAX_PAYLOAD_SIZE:
+        raise InvalidArgument(f"payload is {len(data)} bytes, more than {MAX_PAYLOAD_SIZE}")
+    try:
+        _build(payload.kind, canonical.unpack_untrusted(data, max_size=len(data), what="payload"))
+    except _FieldProblem as exc:
+        raise InvalidArgument(f"{payload.kind}: {exc}") from None
+    return data
+
+
+def decode_payload_untrusted(kind: str, data: bytes) -> Payload:
+    """Decode and check the payload of an entry of ``kind``.
+
+    Raises :class:`MalformedEntry` (problem ``"oversize"``, ``"decode"``,
+    ``"non-canonical"`` or ``"bad-payload"``).
+    """
+    value = canonical.unpack_untrusted(data, max_size=MAX_PAYLOAD_SIZE, what="payload")
+    try:
+        return _build(kind, value)
+    except _FieldProblem as exc:
+        raise MalformedEntry(f"{kind} payload: {exc}", problem="bad-payload") from None

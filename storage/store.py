@@ -1,0 +1,842 @@
+"""The SQLite store of log entries.
+
+One file per node, in WAL mode with ``synchronous=FULL``: a commit that
+returned survives a crash or a power cut. Headers, signatures and payloads
+are kept as the exact bytes received; indexes serve timelines by time, feeds
+by author and seq, threads by reply root, mentions and tags.
+
+A :class:`Store` has a synchronous API and is used by one thread at a time
+(the node calls it from a worker thread). Every entry that enters through
+:meth:`Store.ingest` is checked in full (format, signature, chain); the owner's
+own entries enter through :meth:`Store.append`, which assigns the next seq and
+commits before it returns, so a node never reuses a seq and never forks its
+own log.
+"""
+
+from __future__ import annotations
+
+import heapq
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from .entry import Entry, create_entry, parse_entry_untrusted
+from .errors import (
+    AmbiguousId,
+    BadSignature,
+    ChainError,
+    CorruptStore,
+    EntryError,
+    InvalidArgument,
+    MalformedEntry,
+    NotFound,
+    StorageError,
+)
+from .payloads import (
+    Block,
+    Delete,
+    Follow,
+    Payload,
+    Post,
+    Profile,
+    React,
+    Repost,
+    Unblock,
+    Unfollow,
+)
+from .schema import migrate
+from .verifier import Verifier
+
+__all__ = [
+    "FeedInfo",
+    "Fork",
+    "IngestReport",
+    "Store",
+    "StoredEntry",
+    "VerifyReport",
+]
+
+_SHOWN_KINDS: Final = frozenset({"post", "repost"})
+_ENTRY_COLUMNS: Final = (
+    "entries.rowid, entries.header, entries.signature, entries.payload, entries.received,"
+    " entries.deleted, entries.sort_ts"
+)
+
+Cursor = tuple[int, int]
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """An entry as the store holds it.
+
+    ``cursor`` orders entries in timelines (newest first) and is what
+    ``before=`` takes to fetch the next page.
+    """
+
+    entry: Entry
+    received: int
+    deleted: bool
+    rowid: int
+    sort_ts: int
+
+    @property
+    def cursor(self) -> Cursor:
+        return (self.sort_ts, self.rowid)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestReport:
+    """What :meth:`Store.ingest` did: counts, and each rejected entry's error."""
+
+    stored: int = 0
+    duplicates: int = 0
+    forks: int = 0
+    rejected: tuple[tuple[int, EntryError], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """What :meth:`Store.verify_all` checked."""
+
+    entries: int
+    feeds: int
+    payloads: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fork:
+    """Proof that ``author`` signed two different entries with one ``seq``."""
+
+    author: bytes
+    seq: int
+    first: Entry
+    second: Entry
+
+
+@dataclass(frozen=True, slots=True)
+class FeedInfo:
+    """What the store knows of one feed."""
+
+    author: bytes
+    latest_seq: int
+    forked: bool
+    name: str | None
+    bio: str | None
+
+
+@dataclass(slots=True)
+class _FeedState:
+    latest_seq: int
+    latest_id: bytes
+    last_shown_ts: int | None = None
+    forked: bool = False
+    name: str | None = None
+    bio: str | None = None
+    profile_seq: int = 0
+    dirty: bool = False
+
+
+@dataclass(slots=True)
+class _Counts:
+    stored: int = 0
+    duplicates: int = 0
+    forks: int = 0
+    rejected: list[tuple[int, EntryError]] = field(default_factory=list)
+
+
+class Store:
+    """A node's entries in one SQLite file.
+
+    Open with :meth:`Store.open` (or as a context manager); :meth:`close`
+    joins the verify threads and closes the database.
+    """
+
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        *,
+        verifier: Verifier | None = None,
+        clock: Callable[[], int] = _now_ms,
+    ) -> None:
+        self._db = db
+        self._verifier = verifier or Verifier()
+        self._clock = clock
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        workers: int | None = None,
+        clock: Callable[[], int] = _now_ms,
+    ) -> Store:
+        """Open (creating if needed) the store at ``path`` and migrate it.
+
+        Raises :class:`StorageError` if the file is not a torv store, is from
+        a newer torv, or cannot be opened.
+        """
+        try:
+            db = sqlite3.connect(
+                str(path), isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the store {path}: {exc}") from exc
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = FULL")
+            db.execute("PRAGMA foreign_keys = ON")
+            db.execute("PRAGMA cache_size = -16000")
+            migrate(db)
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise StorageError(f"{path} is not a usable torv store: {exc}") from exc
+        except StorageError:
+            db.close()
+            raise
+        return cls(db, verifier=Verifier(workers), clock=clock)
+
+    def close(self) -> None:
+        """Close the database and join the verify threads."""
+        self._verifier.close()
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- writing ------------------------------------------------------------
+
+    def append(
+        self, key: Ed25519PrivateKey, payload: Payload, *, timestamp: int | None = None
+    ) -> Entry:
+        """Sign ``payload`` as the next entry of ``key``'s own log and commit it.
+
+        The seq is read and the entry written in one exclusive transaction,
+        committed before this returns; only then may anyone else see it. The
+        timestamp never goes backwards in one log, even if the clock does.
+        Raises :class:`InvalidArgument` for a payload peers would reject.
+        """
+        author = key.public_key().public_bytes_raw()
+        now = self._clock() if timestamp is None else timestamp
+        with self._transaction():
+            row = self._db.execute(
+                "SELECT latest_seq, latest_id, forked FROM feeds WHERE author = ?", (author,)
+            ).fetchone()
+            seq, prev = (1, None) if row is None else (row[0] + 1, row[1])
+            if row is not None and row[2]:
+                raise StorageError("this identity's own log is forked; refusing to extend it")
+            if prev is not None:
+                (prev_ts,) = self._db.execute(
+                    "SELECT ts FROM entries WHERE id = ?", (prev,)
+                ).fetchone()
+                now = max(now, prev_ts)
+            entry = create_entry(key, seq=seq, prev=prev, timestamp=now, payload=payload)
+            states: dict[bytes, _FeedState] = {}
+            self._insert(entry, self._clock(), states, None)
+            self._flush_feeds(states)
+        return entry
+
+    def ingest(
+        self, entries: Iterable[Entry], *, atomic: bool = False, chunk_size: int = 1024
+    ) -> IngestReport:
+        """Check and store entries from outside, in log order per author.
+
+        Each entry's signature is checked in worker threads while the next
+        chunk is parsed and the previous one written. An entry must extend its
+        author's log (its ``prev`` is the id of the entry before it); an entry
+        for a seq already held with another header is kept as a fork.
+
+        With ``atomic=True`` everything is stored in one transaction or nothing
+        is: the first invalid entry raises its :class:`EntryError`. Otherwise
+        each chunk is one transaction, and invalid entries are left out and
+        listed in the report with their index in ``entries``.
+        """
+        counts = _Counts()
+        pending: tuple[int, list[Entry], list[Any]] | None = None
+        offset = 0
+        try:
+            if atomic:
+                self._db.execute("BEGIN IMMEDIATE")
+            for chunk in _chunks(entries, chunk_size):
+                futures = self._verifier.submit(chunk)
+                if pending is not None:
+                    self._write_chunk(*pending, counts, atomic)
+                pending = (offset, chunk, futures)
+                offset += len(chunk)
+            if pending is not None:
+                self._write_chunk(*pending, counts, atomic)
+            if atomic:
+                self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        return IngestReport(counts.stored, counts.duplicates, counts.forks, tuple(counts.rejected))
+
+    def _write_chunk(
+        self,
+        offset: int,
+        chunk: list[Entry],
+        futures: list[Any],
+        counts: _Counts,
+        atomic: bool,
+    ) -> None:
+        verdicts: list[BadSignature | None] = []
+        for future in futures:
+            verdicts.extend(future.result())
+        received = self._clock()
+        states: dict[bytes, _FeedState] = {}
+        if not atomic:
+            self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for index, (entry, bad) in enumerate(zip(chunk, verdicts, strict=True)):
+                try:
+                    if bad is not None:
+                        raise bad
+                    outcome = self._insert(entry, received, states, counts)
+                except EntryError as exc:
+                    if atomic:
+                        raise
+                    counts.rejected.append((offset + index, exc))
+                    continue
+                if outcome == "duplicate":
+                    counts.duplicates += 1
+                else:
+                    counts.stored += 1
+                    counts.forks += outcome == "fork"
+            self._flush_feeds(states)
+            if not atomic:
+                self._db.execute("COMMIT")
+        except BaseException:
+            if not atomic and self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+    def _feed_state(self, author: bytes, states: dict[bytes, _FeedState]) -> _FeedState | None:
+        state = states.get(author)
+        if state is None:
+            row = self._db.execute(
+                "SELECT latest_seq, latest_id, last_shown_ts, forked, name, bio, profile_seq"
+                " FROM feeds WHERE author = ?",
+                (author,),
+            ).fetchone()
+            if row is None:
+                return None
+            state = states[author] = _FeedState(
+                row[0], row[1], row[2], bool(row[3]), row[4], row[5], row[6] or 0
+            )
+        return state
+
+    def _insert(
+        self,
+        entry: Entry,
+        received: int,
+        states: dict[bytes, _FeedState],
+        counts: _Counts | None,
+    ) -> str:
+        """Write one checked entry; return "new", "fork" or "duplicate"."""
+        header = entry.header
+        state = self._feed_state(header.author, states)
+        latest = 0 if state is None else state.latest_seq
+        outcome = "new"
+        if state is not None and header.seq == latest + 1 and header.prev == state.latest_id:
+            pass  # the common case: the next entry of a known log
+        elif header.seq > latest + 1:
+            raise ChainError(
+                f"gap: seq {header.seq} arrived but the log holds up to seq {latest}",
+                problem="gap",
+            )
+        elif header.seq == 1 and state is None:
+            pass
+        else:
+            held = self._db.execute(
+                "SELECT id, header FROM entries WHERE author = ? AND seq = ?",
+                (header.author, header.seq),
+            ).fetchall()
+            if any(row[1] == entry.header_bytes for row in held):
+                return "duplicate"  # the same header, perhaps another signature
+            if held:
+                outcome = "fork"
+            elif not self._links(entry):
+                raise ChainError(
+                    f"wrong prev: seq {header.seq} does not link to seq {header.seq - 1} held here",
+                    problem="wrong-prev",
+                )
+        deleted = entry.payload is not None and self._deleted_by_author(entry)
+        if deleted:
+            entry = entry.without_payload()
+        content = entry.content
+        sort_ts = min(header.timestamp, received)
+        shown = header.kind in _SHOWN_KINDS and content is not None
+        root = parent = target = None
+        if isinstance(content, Post):
+            root, parent = content.root, content.parent
+        elif isinstance(content, Repost | React | Delete):
+            target = content.entry
+        elif isinstance(content, Follow | Unfollow | Block | Unblock):
+            target = content.feed
+        cursor = self._db.execute(
+            "INSERT INTO entries (id, author, seq, kind, ts, sort_ts, received, header,"
+            " signature, payload, deleted, shown, root, parent, target)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                entry.id,
+                header.author,
+                header.seq,
+                header.kind,
+                header.timestamp,
+                sort_ts,
+                received,
+                entry.header_bytes,
+                entry.signature,
+                entry.payload,
+                int(deleted),
+                int(shown),
+                root,
+                parent,
+                target,
+            ),
+        )
+        rowid = cursor.lastrowid
+        if isinstance(content, Post):
+            if content.mentions:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO mentions (feed, sort_ts, entry) VALUES (?, ?, ?)",
+                    [(feed, sort_ts, rowid) for feed in content.mentions],
+                )
+            if content.tags:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO tags (tag, sort_ts, entry) VALUES (?, ?, ?)",
+                    [(tag, sort_ts, rowid) for tag in content.tags],
+                )
+        if outcome == "fork":
+            self._record_fork(entry)
+        if state is None:
+            state = states[header.author] = _FeedState(header.seq, entry.id)
+        if isinstance(content, Profile):
+            if header.seq > state.profile_seq:
+                state.name = content.name or state.name
+                state.bio = content.bio or state.bio
+                state.profile_seq = header.seq
+        elif content is not None and not isinstance(content, Post):
+            self._apply_effects(entry, content)
+        if outcome == "fork":
+            state.forked = True
+        if header.seq > state.latest_seq or (
+            header.seq == state.latest_seq and outcome == "new"
+        ):
+            state.latest_seq, state.latest_id = header.seq, entry.id
+        if shown and (state.last_shown_ts is None or sort_ts > state.last_shown_ts):
+            state.last_shown_ts = sort_ts
+        state.dirty = True
+        return outcome
+
+    def _links(self, entry: Entry) -> bool:
+        if entry.header.seq == 1:
+            return True
+        row = self._db.execute(
+            "SELECT 1 FROM entries WHERE author = ? AND seq = ? AND id = ?",
+            (entry.header.author, entry.header.seq - 1, entry.header.prev),
+        ).fetchone()
+        return row is not None
+
+    def _record_fork(self, entry: Entry) -> None:
+        (first,) = self._db.execute(
+            "SELECT id FROM entries WHERE author = ? AND seq = ? AND id != ? ORDER BY rowid",
+            (entry.header.author, entry.header.seq, entry.id),
+        ).fetchone()
+        self._db.execute(
+            "INSERT OR IGNORE INTO forks (author, seq, first, second) VALUES (?, ?, ?, ?)",
+            (entry.header.author, entry.header.seq, first, entry.id),
+        )
+
+    def _deleted_by_author(self, entry: Entry) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM deletions WHERE target = ? AND author = ?",
+            (entry.id, entry.header.author),
+        ).fetchone()
+        return row is not None
+
+    def _apply_effects(self, entry: Entry, content: Payload) -> None:
+        author, seq = entry.header.author, entry.header.seq
+        if isinstance(content, Follow | Unfollow):
+            self._set_relation(author, content.feed, "following", "follow_seq", seq, content)
+        elif isinstance(content, Block | Unblock):
+            self._set_relation(author, content.feed, "blocking", "block_seq", seq, content)
+        elif isinstance(content, Delete):
+            self._db.execute(
+                "INSERT OR IGNORE INTO deletions (target, author, by) VALUES (?, ?, ?)",
+                (content.entry, author, entry.id),
+            )
+            row = self._db.execute(
+                "SELECT rowid FROM entries WHERE id = ? AND author = ?", (content.entry, author)
+            ).fetchone()
+            if row is not None:
+                self._db.execute(
+                    "UPDATE entries SET payload = NULL, deleted = 1, shown = 0,"
+                    " root = NULL, parent = NULL, target = NULL WHERE rowid = ?",
+                    row,
+                )
+                self._db.execute("DELETE FROM mentions WHERE entry = ?", row)
+                self._db.execute("DELETE FROM tags WHERE entry = ?", row)
+
+    def _set_relation(
+        self, author: bytes, target: bytes, column: str, seq_column: str, seq: int, content: Any
+    ) -> None:
+        value = int(isinstance(content, Follow | Block))
+        self._db.execute(
+            f"INSERT INTO relations (author, target, {column}, {seq_column}) VALUES (?, ?, ?, ?)"
+            f" ON CONFLICT (author, target) DO UPDATE SET {column} = excluded.{column},"
+            f" {seq_column} = excluded.{seq_column} WHERE excluded.{seq_column} > {seq_column}",
+            (author, target, value, seq),
+        )
+
+    def _flush_feeds(self, states: dict[bytes, _FeedState]) -> None:
+        for author, state in states.items():
+            if not state.dirty:
+                continue
+            self._db.execute(
+                "INSERT INTO feeds (author, latest_seq, latest_id, last_shown_ts, forked, name,"
+                " bio, profile_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (author) DO UPDATE"
+                " SET latest_seq = excluded.latest_seq, latest_id = excluded.latest_id,"
+                " last_shown_ts = excluded.last_shown_ts, forked = excluded.forked,"
+                " name = excluded.name, bio = excluded.bio, profile_seq = excluded.profile_seq",
+                (
+                    author,
+                    state.latest_seq,
+                    state.latest_id,
+                    state.last_shown_ts,
+                    state.forked,
+                    state.name,
+                    state.bio,
+                    state.profile_seq,
+                ),
+            )
+            state.dirty = False
+
+    # --- reading ------------------------------------------------------------
+
+    def _rows(self, sql: str, params: Sequence[object]) -> list[StoredEntry]:
+        return [self._stored(row) for row in self._db.execute(sql, params)]
+
+    def _stored(self, row: Sequence[Any]) -> StoredEntry:
+        rowid, header, signature, payload, received, deleted, sort_ts = row
+        try:
+            entry = parse_entry_untrusted(header, signature, payload)
+        except MalformedEntry as exc:
+            raise CorruptStore(f"stored entry #{rowid} is damaged: {exc}") from exc
+        return StoredEntry(entry, received, bool(deleted), rowid, sort_ts)
+
+    def get(self, entry_id: bytes) -> StoredEntry:
+        """The entry with id ``entry_id``; raises :class:`NotFound`."""
+        rows = self._rows(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE id = ?", (entry_id,))
+        if not rows:
+            raise NotFound(f"no entry {entry_id.hex()} in the store")
+        return rows[0]
+
+    def find(self, entry_id: bytes) -> StoredEntry | None:
+        """The entry with id ``entry_id``, or ``None``."""
+        rows = self._rows(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE id = ?", (entry_id,))
+        return rows[0] if rows else None
+
+    def resolve_prefix(self, prefix_hex: str) -> bytes:
+        """The one entry id that starts with the hex digits ``prefix_hex``.
+
+        Raises :class:`InvalidArgument` for non-hex input or fewer than 4
+        digits, :class:`NotFound` or :class:`AmbiguousId`.
+        """
+        digits = prefix_hex.strip().lower()
+        if len(digits) < 4 or len(digits) > 64 or any(c not in "0123456789abcdef" for c in digits):
+            raise InvalidArgument(f"{prefix_hex!r} is not an entry id (4 to 64 hex digits)")
+        low = bytes.fromhex(digits.ljust(64, "0"))
+        high = bytes.fromhex(digits.ljust(64, "f"))
+        ids = [
+            row[0]
+            for row in self._db.execute(
+                "SELECT id FROM entries WHERE id BETWEEN ? AND ? LIMIT 2", (low, high)
+            )
+        ]
+        if not ids:
+            raise NotFound(f"no entry starting with {digits} in the store")
+        if len(ids) > 1:
+            raise AmbiguousId(f"more than one entry starts with {digits}; give more digits")
+        return bytes(ids[0])
+
+    def latest_seq(self, author: bytes) -> int:
+        """The highest seq held of ``author``'s log (0 if none)."""
+        row = self._db.execute("SELECT latest_seq FROM feeds WHERE author = ?", (author,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def feed(
+        self, author: bytes, *, limit: int = 50, before_seq: int | None = None
+    ) -> list[StoredEntry]:
+        """Entries of ``author``'s log, highest seq first (all kinds)."""
+        return self._rows(
+            f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE author = ? AND seq < ?"
+            " ORDER BY seq DESC, rowid DESC LIMIT ?",
+            (author, before_seq if before_seq is not None else 2**63 - 1, limit),
+        )
+
+    def log(self, author: bytes, *, from_seq: int = 1) -> Iterator[StoredEntry]:
+        """Every entry of ``author``'s log from ``from_seq`` up, in log order."""
+        cursor = self._db.execute(
+            f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE author = ? AND seq >= ?"
+            " ORDER BY seq, rowid",
+            (author, from_seq),
+        )
+        for row in cursor:
+            yield self._stored(row)
+
+    def following(self, author: bytes) -> list[bytes]:
+        """The feeds ``author`` follows, by their latest follow entries held here."""
+        return [
+            bytes(row[0])
+            for row in self._db.execute(
+                "SELECT target FROM relations WHERE author = ? AND following = 1", (author,)
+            )
+        ]
+
+    def blocking(self, author: bytes) -> list[bytes]:
+        """The feeds ``author`` blocks."""
+        return [
+            bytes(row[0])
+            for row in self._db.execute(
+                "SELECT target FROM relations WHERE author = ? AND blocking = 1", (author,)
+            )
+        ]
+
+    def followers(self, feed: bytes) -> list[bytes]:
+        """The feeds held here that follow ``feed``."""
+        return [
+            bytes(row[0])
+            for row in self._db.execute(
+                "SELECT author FROM relations WHERE target = ? AND following = 1", (feed,)
+            )
+        ]
+
+    def feed_info(self, author: bytes) -> FeedInfo | None:
+        """What the store knows of ``author``'s feed, or ``None``."""
+        row = self._db.execute(
+            "SELECT latest_seq, forked, name, bio FROM feeds WHERE author = ?", (author,)
+        ).fetchone()
+        if row is None:
+            return None
+        return FeedInfo(author, row[0], bool(row[1]), row[2], row[3])
+
+    def feeds(self) -> list[FeedInfo]:
+        """Every feed held here."""
+        return [
+            FeedInfo(bytes(row[0]), row[1], bool(row[2]), row[3], row[4])
+            for row in self._db.execute(
+                "SELECT author, latest_seq, forked, name, bio FROM feeds ORDER BY author"
+            )
+        ]
+
+    def forks(self, author: bytes) -> list[Fork]:
+        """The proofs held that ``author`` forked their log."""
+        out = []
+        for seq, first, second in self._db.execute(
+            "SELECT seq, first, second FROM forks WHERE author = ? ORDER BY seq", (author,)
+        ).fetchall():
+            out.append(Fork(author, seq, self.get(first).entry, self.get(second).entry))
+        return out
+
+    def timeline(
+        self, authors: Iterable[bytes], *, limit: int = 50, before: Cursor | None = None
+    ) -> list[StoredEntry]:
+        """The newest shown entries (posts, reposts) of ``authors``, newest first.
+
+        Feeds are visited from the most recently active down, and each is asked
+        only for entries newer than the page's current oldest item, so a page
+        costs about one index probe per feed that can still contribute.
+        """
+        if limit <= 0:
+            return []
+        wanted = set(authors)
+        if not wanted:
+            return []
+        bound = before if before is not None else (2**63 - 1, 2**63 - 1)
+        feeds = sorted(
+            (
+                (row[1], bytes(row[0]))
+                for row in self._db.execute(
+                    "SELECT author, last_shown_ts FROM feeds WHERE last_shown_ts IS NOT NULL"
+                )
+                if row[0] in wanted
+            ),
+            reverse=True,
+        )
+        best: list[tuple[Cursor, Sequence[Any]]] = []  # a min-heap of the page so far
+        for last_shown_ts, author in feeds:
+            floor = best[0][0] if len(best) >= limit else (-1, -1)
+            if last_shown_ts < floor[0]:
+                break
+            rows = self._db.execute(
+                f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE author = ? AND shown = 1"
+                " AND sort_ts >= ? AND (sort_ts, rowid) < (?, ?)"
+                " ORDER BY sort_ts DESC, rowid DESC LIMIT ?",
+                (author, floor[0], bound[0], bound[1], limit),
+            )
+            for row in rows:
+                key = (row[6], row[0])
+                if len(best) < limit:
+                    heapq.heappush(best, (key, row))
+                elif key > best[0][0]:
+                    heapq.heapreplace(best, (key, row))
+                else:
+                    break
+        best.sort(key=lambda item: item[0], reverse=True)
+        return [self._stored(row) for _, row in best]
+
+    def recent(self, *, limit: int = 50, before: Cursor | None = None) -> list[StoredEntry]:
+        """The newest shown entries of every feed held here, newest first."""
+        bound = before if before is not None else (2**63 - 1, 2**63 - 1)
+        return self._rows(
+            f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE shown = 1 AND (sort_ts, rowid) < (?, ?)"
+            " ORDER BY sort_ts DESC, rowid DESC LIMIT ?",
+            (bound[0], bound[1], limit),
+        )
+
+    def mentions(
+        self, feed: bytes, *, limit: int = 50, before: Cursor | None = None
+    ) -> list[StoredEntry]:
+        """Posts that mention ``feed``, newest first."""
+        bound = before if before is not None else (2**63 - 1, 2**63 - 1)
+        return self._rows(
+            f"SELECT {_ENTRY_COLUMNS} FROM mentions JOIN entries ON entries.rowid = mentions.entry"
+            " WHERE mentions.feed = ? AND (mentions.sort_ts, mentions.entry) < (?, ?)"
+            " ORDER BY mentions.sort_ts DESC, mentions.entry DESC LIMIT ?",
+            (feed, bound[0], bound[1], limit),
+        )
+
+    def tagged(self, tag: str, *, limit: int = 50, before: Cursor | None = None) -> list[StoredEntry]:
+        """Posts tagged ``tag``, newest first."""
+        bound = before if before is not None else (2**63 - 1, 2**63 - 1)
+        return self._rows(
+            f"SELECT {_ENTRY_COLUMNS} FROM tags JOIN entries ON entries.rowid = tags.entry"
+            " WHERE tags.tag = ? AND (tags.sort_ts, tags.entry) < (?, ?)"
+            " ORDER BY tags.sort_ts DESC, tags.entry DESC LIMIT ?",
+            (tag, bound[0], bound[1], limit),
+        )
+
+    def replies(self, root: bytes) -> list[StoredEntry]:
+        """Every reply in the thread that starts at ``root``, oldest first."""
+        return self._rows(
+            f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE root = ? ORDER BY ts, rowid", (root,)
+        )
+
+    def reactions(self, entry_id: bytes) -> dict[str, int]:
+        """How many reactions of each emoji ``entry_id`` has (one per author)."""
+        counts: dict[str, int] = {}
+        seen: set[bytes] = set()
+        for stored in self._rows(
+            f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE target = ? AND kind = 'react'"
+            " ORDER BY rowid DESC",
+            (entry_id,),
+        ):
+            content = stored.entry.content
+            if isinstance(content, React) and stored.entry.author not in seen:
+                seen.add(stored.entry.author)
+                counts[content.emoji] = counts.get(content.emoji, 0) + 1
+        return counts
+
+    def count(self) -> int:
+        """How many entries the store holds (forks included)."""
+        (n,) = self._db.execute("SELECT count(*) FROM entries").fetchone()
+        return int(n)
+
+    # --- checking -----------------------------------------------------------
+
+    def verify_all(self, *, chunk_size: int = 2048) -> VerifyReport:
+        """Re-check every stored entry: format, payload hash, signature, chain.
+
+        Raises :class:`CorruptStore` naming the first entry (author, seq, id)
+        that fails, or :class:`StorageError` if SQLite reports damage.
+        """
+        try:
+            (check,) = self._db.execute("PRAGMA quick_check").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"the database file is damaged: {exc}") from exc
+        if check != "ok":
+            raise StorageError(f"the database file is damaged: {check}")
+        entries = feeds = payloads = 0
+        previous_author: bytes | None = None
+        ids_by_seq: dict[int, set[bytes]] = {}
+        rows = self._db.execute(
+            "SELECT rowid, header, signature, payload, author, seq, id FROM entries"
+            " ORDER BY author, seq, rowid"
+        )
+        while batch := rows.fetchmany(chunk_size):
+            parsed: list[Entry] = []
+            for rowid, header, signature, payload, author, seq, stored_id in batch:
+                where = f"entry #{rowid} (author {bytes(author).hex()[:16]}, seq {seq})"
+                try:
+                    entry = parse_entry_untrusted(header, signature, payload)
+                except MalformedEntry as exc:
+                    raise CorruptStore(f"{where}: {exc}") from exc
+                if entry.id != stored_id or entry.author != author or entry.seq != seq:
+                    raise CorruptStore(f"{where}: indexed columns disagree with its header")
+                parsed.append(entry)
+            for entry, bad in zip(parsed, self._verifier.check(parsed), strict=True):
+                where = f"entry {entry.id.hex()} (author {entry.author.hex()[:16]}, seq {entry.seq})"
+                if bad is not None:
+                    raise CorruptStore(f"{where}: {bad}")
+                if entry.author != previous_author:
+                    previous_author, ids_by_seq = entry.author, {}
+                    feeds += 1
+                    if entry.seq != 1:
+                        raise CorruptStore(f"{where}: the log does not start at seq 1")
+                elif entry.seq not in ids_by_seq and entry.seq - 1 not in ids_by_seq:
+                    raise CorruptStore(f"{where}: the log has a gap before this entry")
+                if entry.seq > 1 and entry.header.prev not in ids_by_seq.get(entry.seq - 1, ()):
+                    # A fork's second branch may not link; only a lone entry must.
+                    if entry.seq not in ids_by_seq:
+                        raise CorruptStore(f"{where}: prev does not match the entry before")
+                ids_by_seq.setdefault(entry.seq, set()).add(entry.id)
+                ids_by_seq.pop(entry.seq - 2, None)
+                entries += 1
+                payloads += entry.payload is not None
+        return VerifyReport(entries, feeds, payloads)
+
+    # --- helpers ------------------------------------------------------------
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any exception."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self._db.execute("COMMIT")
+        elif self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+
+def _chunks(items: Iterable[Entry], size: int) -> Iterator[list[Entry]]:
+    chunk: list[Entry] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
