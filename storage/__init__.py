@@ -31,6 +31,7 @@ from .errors import (
     StorageError,
     TorvError,
 )
+from .exportfile import read_export_untrusted, write_export
 from .payloads import (
     KNOWN_KINDS,
     MAX_PAYLOAD_SIZE,
@@ -96,4 +97,6 @@ __all__ = [
     "encode_payload",
     "entry_id",
     "parse_entry_untrusted",
+    "read_export_untrusted",
+    "write_export",
 ]
