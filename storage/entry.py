@@ -221,9 +221,7 @@ def _decode_header(data: bytes) -> Header:
     return header
 
 
-def parse_entry_untrusted(
-    header_bytes: bytes, signature: bytes, payload: bytes | None
-) -> Entry:
+def parse_entry_untrusted(header_bytes: bytes, signature: bytes, payload: bytes | None) -> Entry:
     """Check everything about an entry from outside except its signature.
 
     Checks sizes before decoding, canonical encoding, header fields, the

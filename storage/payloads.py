@@ -246,7 +246,9 @@ def _build(kind: str, value: object) -> Payload:
     if kind == "profile":
         f = _fields(value, set(), {"name", "bio"})
         return Profile(
-            name=_text(f["name"], "name", MAX_NAME_CHARS, multiline=False) if "name" in f else None,
+            name=_text(f["name"], "name", MAX_NAME_CHARS, multiline=False)
+            if "name" in f
+            else None,
             bio=_text(f["bio"], "bio", MAX_BIO_CHARS, multiline=True) if "bio" in f else None,
         )
     if kind == "delete":

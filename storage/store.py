@@ -433,9 +433,7 @@ class Store:
             self._apply_effects(entry, content)
         if outcome == "fork":
             state.forked = True
-        if header.seq > state.latest_seq or (
-            header.seq == state.latest_seq and outcome == "new"
-        ):
+        if header.seq > state.latest_seq or (header.seq == state.latest_seq and outcome == "new"):
             state.latest_seq, state.latest_id = header.seq, entry.id
         if shown and (state.last_shown_ts is None or sort_ts > state.last_shown_ts):
             state.last_shown_ts = sort_ts
@@ -575,7 +573,9 @@ class Store:
 
     def latest_seq(self, author: bytes) -> int:
         """The highest seq held of ``author``'s log (0 if none)."""
-        row = self._db.execute("SELECT latest_seq FROM feeds WHERE author = ?", (author,)).fetchone()
+        row = self._db.execute(
+            "SELECT latest_seq FROM feeds WHERE author = ?", (author,)
+        ).fetchone()
         return 0 if row is None else int(row[0])
 
     def feed(
@@ -720,7 +720,9 @@ class Store:
             (feed, bound[0], bound[1], limit),
         )
 
-    def tagged(self, tag: str, *, limit: int = 50, before: Cursor | None = None) -> list[StoredEntry]:
+    def tagged(
+        self, tag: str, *, limit: int = 50, before: Cursor | None = None
+    ) -> list[StoredEntry]:
         """Posts tagged ``tag``, newest first."""
         bound = before if before is not None else (2**63 - 1, 2**63 - 1)
         return self._rows(
@@ -789,7 +791,9 @@ class Store:
                     raise CorruptStore(f"{where}: indexed columns disagree with its header")
                 parsed.append(entry)
             for entry, bad in zip(parsed, self._verifier.check(parsed), strict=True):
-                where = f"entry {entry.id.hex()} (author {entry.author.hex()[:16]}, seq {entry.seq})"
+                where = (
+                    f"entry {entry.id.hex()} (author {entry.author.hex()[:16]}, seq {entry.seq})"
+                )
                 if bad is not None:
                     raise CorruptStore(f"{where}: {bad}")
                 if entry.author != previous_author:

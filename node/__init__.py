@@ -1,0 +1,55 @@
+"""The torv node: identity, data directory, the owner's API, and the CLI.
+
+The public names a program (or the terminal app) may use are exported here,
+including the error tree of :mod:`storage.errors`.
+"""
+
+from storage.errors import (
+    AmbiguousId,
+    BadExportFile,
+    BadSignature,
+    ChainError,
+    ConfigError,
+    CorruptStore,
+    EntryError,
+    IdentityError,
+    InvalidArgument,
+    LocalError,
+    MalformedEntry,
+    NotFound,
+    RemoteError,
+    StorageError,
+    TorvError,
+)
+
+from .home import Config, Home, default_data_dir
+from .identity import KeyFile, feed_id_from_text, feed_id_to_text, short_feed_id
+from .local import LocalNode, Thread, ThreadItem
+
+__all__ = [
+    "AmbiguousId",
+    "BadExportFile",
+    "BadSignature",
+    "ChainError",
+    "Config",
+    "ConfigError",
+    "CorruptStore",
+    "EntryError",
+    "Home",
+    "IdentityError",
+    "InvalidArgument",
+    "KeyFile",
+    "LocalError",
+    "LocalNode",
+    "MalformedEntry",
+    "NotFound",
+    "RemoteError",
+    "StorageError",
+    "Thread",
+    "ThreadItem",
+    "TorvError",
+    "default_data_dir",
+    "feed_id_from_text",
+    "feed_id_to_text",
+    "short_feed_id",
+]

@@ -1,0 +1,383 @@
+"""The ``torv`` command line.
+
+Every command takes ``--data-dir``; every command that prints data takes
+``--json`` and then prints one JSON object per line. Errors are one line on
+stderr and a non-zero exit status (1 for a torv error, 2 for a usage error);
+``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from storage import CorruptStore, Entry, TorvError
+from storage.errors import IdentityError, InvalidArgument
+
+from .home import Home, default_data_dir
+from .identity import feed_id_to_text, short_feed_id
+from .local import LocalNode
+from .render import entry_json, entry_text, short_entry_id
+
+__all__ = ["main"]
+
+_PASSPHRASE_FILE_MAX = 1024
+
+
+class _Output:
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+
+    def record(self, obj: dict[str, Any], text: str) -> None:
+        print(json.dumps(obj, ensure_ascii=False) if self.as_json else text)
+
+
+def _read_passphrase_file(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_PASSPHRASE_FILE_MAX + 1)
+    except OSError as exc:
+        raise IdentityError(f"cannot read the passphrase file {path}: {exc.strerror}") from None
+    if len(data) > _PASSPHRASE_FILE_MAX:
+        raise IdentityError(f"the passphrase file {path} is too large")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise IdentityError(f"the passphrase file {path} is not UTF-8 text") from None
+    lines = text.splitlines()
+    return lines[0] if lines else ""
+
+
+def _passphrase_source(args: argparse.Namespace) -> Callable[[], str | None]:
+    def ask() -> str | None:
+        if args.passphrase_file:
+            return _read_passphrase_file(args.passphrase_file)
+        if sys.stdin.isatty():
+            return getpass.getpass("Passphrase for your torv key: ")
+        return None
+
+    return ask
+
+
+def _home(args: argparse.Namespace) -> Home:
+    return Home(Path(args.data_dir).expanduser() if args.data_dir else default_data_dir())
+
+
+def _open(args: argparse.Namespace) -> LocalNode:
+    return LocalNode.open(_home(args), passphrase=_passphrase_source(args))
+
+
+def _written(node: LocalNode, out: _Output, entry: Entry, verb: str) -> None:
+    stored = node.store.get(entry.id)
+    out.record(entry_json(node, stored), f"{verb} {short_entry_id(entry.id)} (seq {entry.seq})")
+
+
+# --- commands ---------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace, out: _Output) -> None:
+    home = _home(args)
+    if home.key_path.exists():
+        raise IdentityError(f"{home.path} already holds an identity; torv never replaces one")
+    passphrase: str | None = None
+    if args.passphrase_file:
+        passphrase = _read_passphrase_file(args.passphrase_file) or None
+    elif not args.no_passphrase and sys.stdin.isatty():
+        print("A passphrase encrypts your secret key on disk (empty for none).", file=sys.stderr)
+        passphrase = getpass.getpass("Passphrase: ") or None
+        if passphrase and getpass.getpass("Again: ") != passphrase:
+            raise InvalidArgument("the passphrases differ; nothing was created")
+    key_file = LocalNode.init(home, passphrase=passphrase)
+    if args.name:
+        with LocalNode.open(home, passphrase=lambda: passphrase) as node:
+            node.set_profile(name=args.name)
+    feed = feed_id_to_text(key_file.public)
+    out.record(
+        {"feed": feed, "data_dir": str(home.path), "encrypted": key_file.encrypted},
+        f"Created your identity {feed}\n"
+        f"in {home.path}.\n"
+        f"Your secret key is {home.key_path}: back it up. Whoever loses it loses the "
+        f"identity; whoever copies it can post as you.",
+    )
+
+
+def cmd_id(args: argparse.Namespace, out: _Output) -> None:
+    with _open(args) as node:
+        info = node.store.feed_info(node.me)
+        out.record(
+            {
+                "feed": feed_id_to_text(node.me),
+                "short": short_feed_id(node.me),
+                "name": info.name if info else None,
+                "entries": info.latest_seq if info else 0,
+                "encrypted": node.key_file.encrypted,
+                "data_dir": str(node.home.path),
+            },
+            feed_id_to_text(node.me),
+        )
+
+
+def cmd_post(args: argparse.Namespace, out: _Output) -> None:
+    text = sys.stdin.read() if args.text == "-" else args.text
+    with _open(args) as node:
+        reply = node.resolve_entry(args.reply).entry.id if args.reply else None
+        entry = node.post(text.rstrip("\n"), reply_to=reply, cw=args.cw)
+        _written(node, out, entry, "replied" if reply else "posted")
+
+
+def cmd_react(args: argparse.Namespace, out: _Output) -> None:
+    with _open(args) as node:
+        target = node.resolve_entry(args.entry).entry.id
+        _written(node, out, node.react(target, args.emoji), "reacted")
+
+
+def cmd_repost(args: argparse.Namespace, out: _Output) -> None:
+    with _open(args) as node:
+        _written(node, out, node.repost(node.resolve_entry(args.entry).entry.id), "reposted")
+
+
+def _relation(
+    verb: str, method: str, already: str
+) -> Callable[[argparse.Namespace, _Output], None]:
+    def command(args: argparse.Namespace, out: _Output) -> None:
+        with _open(args) as node:
+            feed = node.resolve_feed(args.feed)
+            entry = getattr(node, method)(feed)
+            name = node.display_name(feed)
+            if entry is None:
+                out.record({"feed": feed_id_to_text(feed), "changed": False}, f"{already} {name}")
+            else:
+                _written(node, out, entry, f"{verb} {name}:")
+
+    return command
+
+
+def cmd_profile(args: argparse.Namespace, out: _Output) -> None:
+    with _open(args) as node:
+        _written(node, out, node.set_profile(name=args.name, bio=args.bio), "profile updated:")
+
+
+def cmd_delete(args: argparse.Namespace, out: _Output) -> None:
+    with _open(args) as node:
+        _written(node, out, node.delete(node.resolve_entry(args.entry).entry.id), "deleted:")
+
+
+def cmd_petname(args: argparse.Namespace, out: _Output) -> None:
+    with _open(args) as node:
+        feed = node.resolve_feed(args.feed)
+        node.home.add_petname(feed, args.name)
+        out.record(
+            {"feed": feed_id_to_text(feed), "petname": args.name},
+            f"{feed_id_to_text(feed)} is now shown as {args.name}",
+        )
+
+
+def _print_entries(node: LocalNode, out: _Output, entries: Sequence[Any], show_cw: bool) -> None:
+    if not entries and not out.as_json:
+        print("(nothing here yet)")
+    for index, stored in enumerate(entries):
+        if out.as_json:
+            out.record(entry_json(node, stored), "")
+        else:
+            if index:
+                print()
+            print(entry_text(node, stored, show_cw=show_cw))
+
+
+def cmd_timeline(args: argparse.Namespace, out: _Output) -> None:
+    with _open(args) as node:
+        limit = args.limit or node.config.timeline_limit
+        _print_entries(node, out, node.timeline(limit=limit), args.show_cw)
+
+
+def cmd_feed(args: argparse.Namespace, out: _Output) -> None:
+    with _open(args) as node:
+        feed = node.resolve_feed(args.feed)
+        entries = node.store.feed(feed, limit=args.limit)
+        info = node.store.feed_info(feed)
+        if info is not None and info.forked and not out.as_json:
+            print(f"! {node.display_name(feed)} has forked their log: entries conflict\n")
+        _print_entries(node, out, entries, args.show_cw)
+
+
+def cmd_thread(args: argparse.Namespace, out: _Output) -> None:
+    with _open(args) as node:
+        thread = node.thread(node.resolve_entry(args.entry).entry.id)
+        if (not thread.items or thread.items[0].depth != 0) and not out.as_json:
+            print(f"(the first post {short_entry_id(thread.root_id)} is not held here)\n")
+        for index, item in enumerate(thread.items):
+            if out.as_json:
+                out.record({**entry_json(node, item.stored), "depth": item.depth}, "")
+            else:
+                if index:
+                    print()
+                print(entry_text(node, item.stored, indent=item.depth, show_cw=args.show_cw))
+
+
+def cmd_export(args: argparse.Namespace, out: _Output) -> None:
+    if args.output is None and sys.stdout.isatty():
+        raise InvalidArgument("an export is binary: redirect it (torv export > FILE) or use -o")
+    with _open(args) as node:
+        feed = node.resolve_feed(args.feed) if args.feed else None
+        if args.output is None:
+            count = node.export(sys.stdout.buffer, feed)
+            sys.stdout.buffer.flush()
+        else:
+            with open(args.output, "xb") as f:
+                count = node.export(f, feed)
+        print(f"exported {count} entries", file=sys.stderr)
+
+
+def cmd_import(args: argparse.Namespace, out: _Output) -> None:
+    with _open(args) as node:
+        report = node.import_file(Path(args.file))
+        out.record(
+            {"stored": report.stored, "duplicates": report.duplicates, "forks": report.forks},
+            f"imported {report.stored} entries ({report.duplicates} already held"
+            + (f", {report.forks} forks" if report.forks else "")
+            + ")",
+        )
+
+
+def cmd_verify(args: argparse.Namespace, out: _Output) -> None:
+    with _open(args) as node:
+        report = node.store.verify_all()
+        out.record(
+            {"ok": True, "entries": report.entries, "feeds": report.feeds},
+            f"ok: {report.entries} entries in {report.feeds} feeds verify",
+        )
+
+
+def cmd_demo(args: argparse.Namespace, out: _Output) -> None:
+    from .demo import run_demo
+
+    run_demo(Path(args.data_dir).expanduser() if args.data_dir else None, as_json=args.json)
+
+
+# --- parser -----------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--data-dir", metavar="DIR", help="data directory (default: $TORV_HOME or XDG data dir)"
+    )
+    common.add_argument("--json", action="store_true", help="print one JSON object per line")
+    common.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    common.add_argument(
+        "--passphrase-file", metavar="FILE", help="read the key's passphrase from FILE"
+    )
+    parser = argparse.ArgumentParser(
+        prog="torv",
+        description="torv: a peer-to-peer social network. Your posts, your log, your timeline.",
+        parents=[common],
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, func: Callable[..., None], help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("init", cmd_init, "create your identity")
+    p.add_argument("--name", help="your display name")
+    p.add_argument("--no-passphrase", action="store_true", help="do not ask for a passphrase")
+    add("id", cmd_id, "print your feed id")
+    p = add("post", cmd_post, "post TEXT (- reads it from stdin)")
+    p.add_argument("text")
+    p.add_argument("--reply", metavar="ENTRY_ID", help="reply to this entry")
+    p.add_argument("--cw", metavar="TEXT", help="content warning shown before the text")
+    p = add("react", cmd_react, "react to an entry (a like by default)")
+    p.add_argument("entry", metavar="ENTRY_ID")
+    p.add_argument("emoji", nargs="?", default="♥")
+    p = add("repost", cmd_repost, "repost an entry")
+    p.add_argument("entry", metavar="ENTRY_ID")
+    for name, method, verb, already in (
+        ("follow", "follow", "following", "already following"),
+        ("unfollow", "unfollow", "unfollowed", "not following"),
+        ("block", "block", "blocked", "already blocking"),
+        ("unblock", "unblock", "unblocked", "not blocking"),
+    ):
+        p = add(name, _relation(verb, method, already), f"{name} a feed")
+        p.add_argument("feed", metavar="FEED", help="feed id or petname")
+    p = add("profile", cmd_profile, "set your name and bio")
+    p.add_argument("--name")
+    p.add_argument("--bio")
+    p = add("delete", cmd_delete, "delete one of your entries (its header stays)")
+    p.add_argument("entry", metavar="ENTRY_ID")
+    p = add("petname", cmd_petname, "give a feed your own name for it")
+    p.add_argument("feed", metavar="FEED")
+    p.add_argument("name")
+    for name, func, help in (
+        ("timeline", cmd_timeline, "your timeline: you and who you follow, newest first"),
+        ("feed", cmd_feed, "one feed's entries, newest first"),
+    ):
+        p = add(name, func, help)
+        if name == "feed":
+            p.add_argument("feed", metavar="FEED", help="feed id, petname or me")
+        p.add_argument("--limit", type=_positive, default=None if name == "timeline" else 50)
+        p.add_argument("--show-cw", action="store_true", help="show text behind content warnings")
+    p = add("thread", cmd_thread, "a post and its replies as a tree")
+    p.add_argument("entry", metavar="ENTRY_ID")
+    p.add_argument("--show-cw", action="store_true", help="show text behind content warnings")
+    p = add("export", cmd_export, "write a feed's log to a file (yours by default)")
+    p.add_argument("feed", metavar="FEED", nargs="?")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (must not exist)")
+    p = add("import", cmd_import, "check and store an export file (all or nothing)")
+    p.add_argument("file", metavar="FILE")
+    add("verify", cmd_verify, "re-check every stored entry")
+    add("demo", cmd_demo, "generate a small community and show your timeline in it")
+    return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError("must be from 1 to 10000")
+    return value
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    print(f"torv: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the ``torv`` command line; exits with the command's status."""
+    args = _parser().parse_args(argv)
+    try:
+        args.func(args, _Output(args.json))
+        sys.stdout.flush()
+    except TorvError as exc:
+        if args.debug:
+            traceback.print_exc()
+        prefix = "the store is damaged: " if isinstance(exc, CorruptStore) else "error: "
+        _fail(prefix + str(exc), 1)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except BrokenPipeError:
+        # The reader went away (torv timeline | head); that is not an error.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(0) from None
+    except FileExistsError as exc:
+        _fail(f"error: {exc.filename} already exists", 1)
+    except OSError as exc:
+        if args.debug:
+            traceback.print_exc()
+        _fail(f"error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), 1)
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+            raise SystemExit(70) from None
+        _fail(f"internal error: {exc!r} (run again with --debug and report it)", 70)
