@@ -67,7 +67,9 @@ def _passphrase_source(args: argparse.Namespace) -> Callable[[], str | None]:
 
 
 def _home(args: argparse.Namespace) -> Home:
-    return Home(Path(args.data_dir).expanduser() if args.data_dir else default_data_dir())
+    return Home(
+        (Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()).absolute()
+    )
 
 
 def _open(args: argparse.Namespace) -> LocalNode:
@@ -264,20 +266,41 @@ def cmd_demo(args: argparse.Namespace, out: _Output) -> None:
 # --- parser -----------------------------------------------------------------
 
 
-def _parser() -> argparse.ArgumentParser:
+def _common_options(*, suppress: bool) -> argparse.ArgumentParser:
+    # The options are accepted before and after the command. The copy on each
+    # command has SUPPRESS defaults, or its None would overwrite a value given
+    # before the command.
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--data-dir", metavar="DIR", help="data directory (default: $TORV_HOME or XDG data dir)"
+        "--data-dir",
+        metavar="DIR",
+        default=default(None),
+        help="data directory (default: $TORV_HOME or the XDG data directory)",
     )
-    common.add_argument("--json", action="store_true", help="print one JSON object per line")
-    common.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     common.add_argument(
-        "--passphrase-file", metavar="FILE", help="read the key's passphrase from FILE"
+        "--json", action="store_true", default=default(False), help="print JSON, one per line"
     )
+    common.add_argument(
+        "--debug", action="store_true", default=default(False), help="show tracebacks of errors"
+    )
+    common.add_argument(
+        "--passphrase-file",
+        metavar="FILE",
+        default=default(None),
+        help="read the key's passphrase from the first line of FILE",
+    )
+    return common
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = _common_options(suppress=True)
     parser = argparse.ArgumentParser(
         prog="torv",
         description="torv: a peer-to-peer social network. Your posts, your log, your timeline.",
-        parents=[common],
+        parents=[_common_options(suppress=False)],
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 

@@ -241,8 +241,12 @@ def _build(kind: str, value: object) -> Payload:
         )
     if kind in ("follow", "unfollow", "block", "unblock"):
         f = _fields(value, {"feed"}, set())
-        cls = {"follow": Follow, "unfollow": Unfollow, "block": Block, "unblock": Unblock}[kind]
-        return cls(feed=_id(f["feed"], "feed"))
+        feed = _id(f["feed"], "feed")
+        if kind == "follow":
+            return Follow(feed=feed)
+        if kind == "unfollow":
+            return Unfollow(feed=feed)
+        return Block(feed=feed) if kind == "block" else Unblock(feed=feed)
     if kind == "profile":
         f = _fields(value, set(), {"name", "bio"})
         return Profile(
