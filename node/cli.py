@@ -90,7 +90,12 @@ def cmd_init(args: argparse.Namespace, out: _Output) -> None:
         raise IdentityError(f"{home.path} already holds an identity; torv never replaces one")
     passphrase: str | None = None
     if args.passphrase_file:
-        passphrase = _read_passphrase_file(args.passphrase_file) or None
+        passphrase = _read_passphrase_file(args.passphrase_file)
+        if not passphrase:
+            raise IdentityError(
+                f"the passphrase file {args.passphrase_file} is empty; "
+                "use --no-passphrase for a key without one"
+            )
     elif not args.no_passphrase and sys.stdin.isatty():
         print("A passphrase encrypts your secret key on disk (empty for none).", file=sys.stderr)
         passphrase = getpass.getpass("Passphrase: ") or None

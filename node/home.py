@@ -10,7 +10,9 @@ Where the data lives: ``--data-dir``, else ``$TORV_HOME``, else
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any, Final
 
 from storage.errors import ConfigError, InvalidArgument
 
-from .identity import feed_id_from_text, feed_id_to_text
+from .identity import FEED_ID_PREFIX, feed_id_from_text, feed_id_to_text
 
 __all__ = ["CONFIG_TEMPLATE", "Config", "Home", "default_data_dir"]
 
@@ -77,8 +79,13 @@ class Config:
                 raise ConfigError(f"{source}: petnames: {exc}") from None
             if not isinstance(name, str) or not 1 <= len(name) <= _MAX_PETNAME:
                 raise ConfigError(f"{source}: petname of {key} must be 1 to 64 characters")
-            if not name.isprintable() or name.startswith("torv1"):
+            if not name.isprintable():
                 raise ConfigError(f"{source}: petname {name!r} must be printable text")
+            if name.startswith(FEED_ID_PREFIX):
+                raise ConfigError(
+                    f"{source}: petname {name!r} must not start with {FEED_ID_PREFIX}"
+                    " (it would look like a feed id)"
+                )
             petnames[feed] = name
         if len(set(petnames.values())) != len(petnames):
             raise ConfigError(f"{source}: two feeds have the same petname")
@@ -147,18 +154,30 @@ class Home:
         return Config.parse(text, source=str(self.config_path))
 
     def add_petname(self, feed: bytes, name: str) -> None:
-        """Append a petname line to ``config.toml`` after checking the result parses."""
+        """Set ``feed``'s petname in ``config.toml`` (replacing an earlier one)
+        after checking the result parses; raise :class:`ConfigError` otherwise."""
         self.create()
         text = self.config_path.read_text(encoding="utf-8")
-        line = f'"{feed_id_to_text(feed)}" = {_toml_string(name)}\n'
-        if "[petnames]" not in text:
-            text = text.rstrip("\n") + "\n\n[petnames]\n"
-        head, _, tail = text.partition("[petnames]\n")
-        updated = head + "[petnames]\n" + line + tail
+        feed_text = feed_id_to_text(feed)
+        # TOML refuses a key given twice, so an earlier petname line goes.
+        text = "".join(
+            old
+            for old in text.splitlines(keepends=True)
+            if not old.lstrip().startswith((f'"{feed_text}"', feed_text))
+        )
+        line = f'"{feed_text}" = {_toml_string(name)}\n'
+        header = _PETNAMES_HEADER.search(text)
+        if header is None:
+            updated = text.rstrip("\n") + "\n\n[petnames]\n" + line
+        else:
+            updated = text[: header.end()] + "\n" + line + text[header.end() :].lstrip("\r\n")
         Config.parse(updated, source=str(self.config_path))
         self.config_path.write_text(updated, encoding="utf-8")
 
 
+_PETNAMES_HEADER: Final = re.compile(r"^[ \t]*\[petnames\][ \t]*(#[^\r\n]*)?", re.MULTILINE)
+
+
 def _toml_string(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
+    # A JSON string is a TOML basic string, except that TOML wants DEL escaped.
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")

@@ -76,7 +76,9 @@ def feed_id_from_text(text: str) -> bytes:
     except ValueError as exc:
         raise InvalidArgument(f"{text!r} is not a feed id: {exc}") from None
     key, checksum = raw[:32], raw[32:]
-    if checksum != _checksum(key):
+    # The last character also carries 3 padding bits; they must be zero, so
+    # that a key has exactly one text form.
+    if checksum != _checksum(key) or feed_id_to_text(key) != FEED_ID_PREFIX + body.lower():
         raise InvalidArgument(f"{text!r} is not a feed id: the checksum does not match (a typo?)")
     return key
 

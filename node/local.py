@@ -51,7 +51,8 @@ from .identity import (
 
 __all__ = ["LocalNode", "Thread", "ThreadItem"]
 
-_TAG = re.compile(r"(?<![\w#])#([^\s#]{1," + str(MAX_TAG_CHARS) + r"})")
+# A word longer than a tag may be is not a tag at all (rather than cut short).
+_TAG = re.compile(r"(?<![\w#])#([^\s#]+)")
 _MENTION = re.compile(r"(?<!\w)@(" + FEED_ID_PREFIX + r"[a-z2-7]{55}|[\w.-]{1,64})")
 _TRAILING_PUNCTUATION = ".,;:!?)]}'\""
 
@@ -200,7 +201,7 @@ class LocalNode:
         tags: list[str] = []
         for match in _TAG.finditer(text):
             tag = match.group(1).rstrip(_TRAILING_PUNCTUATION).lower()
-            if tag and tag not in tags:
+            if tag and len(tag) <= MAX_TAG_CHARS and tag not in tags:
                 tags.append(tag)
         return self.publish(
             Post(

@@ -31,6 +31,9 @@ _SCALARS = (type(None), bool, int, str, bytes)
 def _tree_problem(value: object, depth: int) -> str | None:
     if depth > MAX_DEPTH:
         return f"nested deeper than {MAX_DEPTH}"
+    if isinstance(value, msgpack.ExtType):
+        # A namedtuple, so this test comes before the one for arrays.
+        return "extension types are not allowed"
     if isinstance(value, _SCALARS):
         if isinstance(value, int) and not -(2**63) <= value < 2**64:
             return "integer out of the 64-bit range"
@@ -60,11 +63,18 @@ def check_tree(value: object) -> str | None:
     return _tree_problem(value, 0)
 
 
-def _sorted(value: Any) -> Any:
+def _sorted(value: Any, depth: int = 0) -> Any:
+    # Past the depth limit, in an extension type or with a non-string key there
+    # is nothing to sort: check_tree rejects the value, and sorting anyway would
+    # raise TypeError on keys of mixed types or recurse without bound.
+    if depth > MAX_DEPTH or isinstance(value, msgpack.ExtType):
+        return value
     if isinstance(value, dict):
-        return {key: _sorted(value[key]) for key in sorted(value)}
+        if not all(type(key) is str for key in value):
+            return value
+        return {key: _sorted(value[key], depth + 1) for key in sorted(value)}
     if isinstance(value, list | tuple):
-        return [_sorted(item) for item in value]
+        return [_sorted(item, depth + 1) for item in value]
     return value
 
 
@@ -72,13 +82,18 @@ def packb(value: object) -> bytes:
     """Encode ``value`` canonically, sorting map keys.
 
     Raises :class:`InvalidArgument` for values that have no canonical form
-    (floats, non-string map keys, other types, too deep, integers out of range).
+    (floats, non-string map keys, other types, too deep, integers out of range,
+    strings that are not valid Unicode).
     """
     value = _sorted(value)
     problem = check_tree(value)
     if problem:
         raise InvalidArgument(f"cannot encode canonically: {problem}")
-    data: bytes = msgpack.packb(value, use_bin_type=True)
+    try:
+        data: bytes = msgpack.packb(value, use_bin_type=True)
+    except UnicodeEncodeError as exc:
+        # A str holding a lone surrogate has no UTF-8 form.
+        raise InvalidArgument(f"cannot encode canonically: {exc}") from exc
     return data
 
 

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from . import canonical
 from .errors import BadSignature, InvalidArgument, MalformedEntry
 from .payloads import MAX_PAYLOAD_SIZE, Payload, decode_payload_untrusted, encode_payload
+from .weakkeys import is_weak_public_key
 
 __all__ = [
     "HASH_SIZE",
@@ -173,10 +174,16 @@ def create_entry(
 
 
 def _header_problem(h: Header) -> str | None:
+    # bool is an int to Python but not to msgpack: a True seq would be signed
+    # as a boolean that every decoder rejects.
+    if any(type(n) is not int for n in (h.version, h.seq, h.timestamp, h.payload_size)):
+        return "version, seq, timestamp and payload size must be integers"
     if h.version != VERSION:
         return f"unknown version {h.version}"
     if len(h.author) != HASH_SIZE:
         return f"author must be {HASH_SIZE} bytes"
+    if is_weak_public_key(h.author):
+        return "author is not a usable Ed25519 key (a small-order or invalid point)"
     if not 1 <= h.seq <= MAX_SEQ:
         return f"seq {h.seq} is out of range"
     if h.seq == 1 and h.prev is not None:
@@ -189,8 +196,9 @@ def _header_problem(h: Header) -> str | None:
         return f"kind {h.kind!r} is not a valid kind name"
     if len(h.payload_hash) != HASH_SIZE:
         return f"payload hash must be {HASH_SIZE} bytes"
-    if not 0 <= h.payload_size <= MAX_PAYLOAD_SIZE:
-        return f"payload size {h.payload_size} is more than {MAX_PAYLOAD_SIZE}"
+    if not 1 <= h.payload_size <= MAX_PAYLOAD_SIZE:
+        # Every payload is a map, so at least one byte.
+        return f"payload size {h.payload_size} is not from 1 to {MAX_PAYLOAD_SIZE}"
     return None
 
 

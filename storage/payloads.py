@@ -189,6 +189,16 @@ def _ids(value: object, name: str, max_items: int) -> tuple[bytes, ...]:
     return items
 
 
+# Tag rules use fixed character sets, not str.lower() or str.isspace(): those
+# follow the Unicode version of the running Python, and nodes on different
+# versions must agree on which entries are valid.
+_TAG_FORBIDDEN: Final = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ#"
+    "\u0020\u0085\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
+
 def _tags(value: object) -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not value:
         raise _FieldProblem("tags must be a non-empty array")
@@ -196,29 +206,28 @@ def _tags(value: object) -> tuple[str, ...]:
         raise _FieldProblem(f"tags has {len(value)} items, more than {MAX_TAGS}")
     tags = tuple(_text(tag, "tag", MAX_TAG_CHARS, multiline=False) for tag in value)
     for tag in tags:
-        if tag != tag.lower() or "#" in tag or any(c.isspace() for c in tag):
-            raise _FieldProblem(f"tag {tag!r} must be lower case without spaces or '#'")
+        if any(char in _TAG_FORBIDDEN for char in tag):
+            raise _FieldProblem(f"tag {tag!r} must be without spaces, '#' or A-Z")
     if len(set(tags)) != len(tags):
         raise _FieldProblem("tags has duplicates")
     return tags
 
 
-def _fields(value: object, required: set[str], optional: set[str]) -> dict[str, Any]:
+def _fields(value: object, required: set[str]) -> dict[str, Any]:
+    # Fields this version does not know are allowed and ignored (they stay in
+    # the stored bytes), so a later version can add optional fields to a kind
+    # without older nodes refusing its entries and, with them, the rest of the log.
     if not isinstance(value, dict):
         raise _FieldProblem("payload must be a map")
-    keys = set(value)
-    missing = required - keys
+    missing = required - set(value)
     if missing:
         raise _FieldProblem(f"missing field {sorted(missing)[0]!r}")
-    extra = keys - required - optional
-    if extra:
-        raise _FieldProblem(f"unexpected field {sorted(extra)[0]!r}")
     return value
 
 
 def _build(kind: str, value: object) -> Payload:
     if kind == "post":
-        f = _fields(value, {"text"}, {"root", "parent", "mentions", "tags", "cw"})
+        f = _fields(value, {"text"})
         if ("root" in f) != ("parent" in f):
             raise _FieldProblem("a reply needs both root and parent")
         return Post(
@@ -230,17 +239,17 @@ def _build(kind: str, value: object) -> Payload:
             cw=_text(f["cw"], "cw", MAX_CW_CHARS, multiline=False) if "cw" in f else None,
         )
     if kind == "repost":
-        f = _fields(value, {"entry", "author"}, set())
+        f = _fields(value, {"entry", "author"})
         return Repost(entry=_id(f["entry"], "entry"), author=_id(f["author"], "author"))
     if kind == "react":
-        f = _fields(value, {"entry", "author", "emoji"}, set())
+        f = _fields(value, {"entry", "author", "emoji"})
         return React(
             entry=_id(f["entry"], "entry"),
             author=_id(f["author"], "author"),
             emoji=_text(f["emoji"], "emoji", MAX_EMOJI_CHARS, multiline=False),
         )
     if kind in ("follow", "unfollow", "block", "unblock"):
-        f = _fields(value, {"feed"}, set())
+        f = _fields(value, {"feed"})
         feed = _id(f["feed"], "feed")
         if kind == "follow":
             return Follow(feed=feed)
@@ -248,7 +257,7 @@ def _build(kind: str, value: object) -> Payload:
             return Unfollow(feed=feed)
         return Block(feed=feed) if kind == "block" else Unblock(feed=feed)
     if kind == "profile":
-        f = _fields(value, set(), {"name", "bio"})
+        f = _fields(value, set())
         return Profile(
             name=_text(f["name"], "name", MAX_NAME_CHARS, multiline=False)
             if "name" in f
@@ -256,7 +265,7 @@ def _build(kind: str, value: object) -> Payload:
             bio=_text(f["bio"], "bio", MAX_BIO_CHARS, multiline=True) if "bio" in f else None,
         )
     if kind == "delete":
-        f = _fields(value, {"entry"}, set())
+        f = _fields(value, {"entry"})
         return Delete(entry=_id(f["entry"], "entry"))
     if not isinstance(value, dict):
         raise _FieldProblem("payload must be a map")

@@ -90,9 +90,12 @@ CREATE TABLE forks (
 );
 
 CREATE TABLE deletions (
-    target BLOB PRIMARY KEY,  -- the entry whose payload is dropped
-    author BLOB NOT NULL,     -- only the target's own author may ask
-    by     BLOB NOT NULL      -- the delete entry
+    target BLOB NOT NULL,  -- the entry whose payload is dropped
+    author BLOB NOT NULL,  -- who asked; only the target's own author counts
+    by     BLOB NOT NULL,  -- the delete entry
+    -- Keyed by both: a request by someone else must not take the place of
+    -- the author's own, which may arrive later.
+    PRIMARY KEY (target, author)
 );
 """
 
