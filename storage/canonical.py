@@ -14,7 +14,7 @@ bytes names the value.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import msgpack
 
@@ -58,8 +58,46 @@ def _tree_problem(value: object, depth: int) -> str | None:
     return f"value of type {type(value).__name__} is not allowed"
 
 
+_PLAIN: Final = frozenset({type(None), bool, str, bytes})
+_INT_LOW: Final = -(2**63)
+_INT_END: Final = 2**64
+
+
+def _plainly_fine(value: Any, depth: int) -> bool:
+    # A quick pass (every entry is checked twice on ingest) that only ever says
+    # True for values _tree_problem accepts; on any doubt the full check runs.
+    kind = type(value)
+    if kind in _PLAIN:
+        return depth <= MAX_DEPTH
+    if kind is int:
+        return depth <= MAX_DEPTH and _INT_LOW <= value < _INT_END
+    if depth >= MAX_DEPTH:
+        return False
+    if kind is dict:
+        keys = list(value)
+        for key in keys:
+            if type(key) is not str:
+                return False
+        if keys != sorted(keys):
+            return False
+        items = value.values()
+    elif kind is list or kind is tuple:
+        items = value
+    else:
+        return False
+    for item in items:
+        kind = type(item)
+        if kind in _PLAIN or (kind is int and _INT_LOW <= item < _INT_END):
+            continue
+        if not _plainly_fine(item, depth + 1):
+            return False
+    return True
+
+
 def check_tree(value: object) -> str | None:
     """Return why ``value`` cannot be canonical msgpack, or ``None`` if it can."""
+    if _plainly_fine(value, 0):
+        return None
     return _tree_problem(value, 0)
 
 

@@ -176,7 +176,12 @@ def create_entry(
 def _header_problem(h: Header) -> str | None:
     # bool is an int to Python but not to msgpack: a True seq would be signed
     # as a boolean that every decoder rejects.
-    if any(type(n) is not int for n in (h.version, h.seq, h.timestamp, h.payload_size)):
+    if not (
+        type(h.version) is int
+        and type(h.seq) is int
+        and type(h.timestamp) is int
+        and type(h.payload_size) is int
+    ):
         return "version, seq, timestamp and payload size must be integers"
     if h.version != VERSION:
         return f"unknown version {h.version}"

@@ -11,7 +11,7 @@ and relayed, not shown.
 
 from __future__ import annotations
 
-import unicodedata
+import re
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -158,6 +158,12 @@ class _FieldProblem(Exception):
     pass
 
 
+# The control characters (general category Cc) are U+0000-U+001F and
+# U+007F-U+009F in every Unicode version; a regex finds the first at C speed.
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_NEWLINE_TAB: Final = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 def _text(value: object, name: str, max_chars: int, *, multiline: bool) -> str:
     if not isinstance(value, str):
         raise _FieldProblem(f"{name} must be a string")
@@ -165,10 +171,9 @@ def _text(value: object, name: str, max_chars: int, *, multiline: bool) -> str:
         raise _FieldProblem(f"{name} must not be empty")
     if len(value) > max_chars:
         raise _FieldProblem(f"{name} has {len(value)} characters, more than {max_chars}")
-    allowed = "\n\t" if multiline else ""
-    for char in value:
-        if unicodedata.category(char) == "Cc" and char not in allowed:
-            raise _FieldProblem(f"{name} holds the control character U+{ord(char):04X}")
+    control = (_CONTROL_BUT_NEWLINE_TAB if multiline else _CONTROL).search(value)
+    if control:
+        raise _FieldProblem(f"{name} holds the control character U+{ord(control[0]):04X}")
     return value
 
 

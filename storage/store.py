@@ -15,13 +15,14 @@ own log.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, ParamSpec, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -48,6 +49,7 @@ from .payloads import (
     Repost,
     Unblock,
     Unfollow,
+    decode_payload_untrusted,
 )
 from .schema import migrate
 from .verifier import Verifier
@@ -61,11 +63,17 @@ __all__ = [
     "VerifyReport",
 ]
 
-_SHOWN_KINDS: Final = frozenset({"post", "repost"})
 _ENTRY_COLUMNS: Final = (
     "entries.rowid, entries.header, entries.signature, entries.payload, entries.received,"
-    " entries.deleted, entries.sort_ts"
+    " entries.deleted, entries.sort_ts, entries.id"
 )
+
+#: How many ids one ``IN (...)`` list holds (well under SQLite's variable limit).
+_IN_LIST: Final = 500
+#: What ``Store._insert`` did with an entry.
+_NEW: Final = "new"
+_FORK: Final = "fork"
+_DUPLICATE: Final = "duplicate"
 
 Cursor = tuple[int, int]
 
@@ -146,11 +154,46 @@ class _FeedState:
 
 
 @dataclass(slots=True)
+class _Batch:
+    """Rows of one transaction, collected and written by ``Store._flush``.
+
+    Rowids are given explicitly (SQLite would pick the same: the highest plus
+    one) so that mentions and tags can name their entry before it is written.
+    ``deletions`` holds the (target, author) requests that can apply here.
+    """
+
+    next_rowid: int
+    deletions: set[tuple[bytes, bytes]]
+    states: dict[bytes, _FeedState] = field(default_factory=dict)
+    entries: list[tuple[Any, ...]] = field(default_factory=list)
+    mentions: list[tuple[bytes, int, int]] = field(default_factory=list)
+    tags: list[tuple[str, int, int]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class _Counts:
     stored: int = 0
     duplicates: int = 0
     forks: int = 0
     rejected: list[tuple[int, EntryError]] = field(default_factory=list)
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _sqlite_errors(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Translate SQLite's exceptions into :class:`StorageError` (disk full,
+    read-only directory, a damaged file, a lock held too long)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.Error as exc:
+            raise StorageError(f"the store failed: {exc}") from exc
+
+    return wrapper
 
 
 class Store:
@@ -217,6 +260,7 @@ class Store:
 
     # --- writing ------------------------------------------------------------
 
+    @_sqlite_errors
     def append(
         self, key: Ed25519PrivateKey, payload: Payload, *, timestamp: int | None = None
     ) -> Entry:
@@ -242,13 +286,19 @@ class Store:
                 ).fetchone()
                 now = max(now, prev_ts)
             entry = create_entry(key, seq=seq, prev=prev, timestamp=now, payload=payload)
-            states: dict[bytes, _FeedState] = {}
-            self._insert(entry, self._clock(), states, None)
-            self._flush_feeds(states)
+            # Our own log's time never goes back, and neither does its order:
+            # the held-back timestamp counts as the time received.
+            received = self._clock()
+            if timestamp is None:
+                received = max(received, entry.header.timestamp)
+            batch = self._batch([entry])
+            self._insert(entry, received, batch)
+            self._finish(batch)
         return entry
 
+    @_sqlite_errors
     def ingest(
-        self, entries: Iterable[Entry], *, atomic: bool = False, chunk_size: int = 1024
+        self, entries: Iterable[Entry], *, atomic: bool = False, chunk_size: int = 4096
     ) -> IngestReport:
         """Check and store entries from outside, in log order per author.
 
@@ -261,6 +311,10 @@ class Store:
         is: the first invalid entry raises its :class:`EntryError`. Otherwise
         each chunk is one transaction, and invalid entries are left out and
         listed in the report with their index in ``entries``.
+
+        A chunk is ``chunk_size`` entries. Larger chunks store faster, since
+        each commit rewrites every index page its entries touched (ids are
+        random); 4096 entries are a few MB in memory.
         """
         counts = _Counts()
         pending: tuple[int, list[Entry], list[Any]] | None = None
@@ -296,32 +350,78 @@ class Store:
         for future in futures:
             verdicts.extend(future.result())
         received = self._clock()
-        states: dict[bytes, _FeedState] = {}
         if not atomic:
             self._db.execute("BEGIN IMMEDIATE")
         try:
+            batch = self._batch(chunk)
+            insert = self._insert
             for index, (entry, bad) in enumerate(zip(chunk, verdicts, strict=True)):
                 try:
                     if bad is not None:
                         raise bad
-                    outcome = self._insert(entry, received, states, counts)
+                    outcome = insert(entry, received, batch)
                 except EntryError as exc:
                     if atomic:
                         raise
                     counts.rejected.append((offset + index, exc))
                     continue
-                if outcome == "duplicate":
+                if outcome == _NEW:
+                    counts.stored += 1
+                elif outcome == _DUPLICATE:
                     counts.duplicates += 1
                 else:
                     counts.stored += 1
-                    counts.forks += outcome == "fork"
-            self._flush_feeds(states)
+                    counts.forks += 1
+            self._finish(batch)
             if not atomic:
                 self._db.execute("COMMIT")
         except BaseException:
             if not atomic and self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+
+    def _batch(self, entries: Sequence[Entry]) -> _Batch:
+        """Start writing ``entries`` (or some of them) in the open transaction."""
+        (top,) = self._db.execute("SELECT max(rowid) FROM entries").fetchone()
+        deletions: set[tuple[bytes, bytes]] = set()
+        if self._db.execute("SELECT 1 FROM deletions LIMIT 1").fetchone() is not None:
+            ids = [entry.id for entry in entries]
+            for start in range(0, len(ids), _IN_LIST):
+                part = ids[start : start + _IN_LIST]
+                deletions.update(
+                    self._db.execute(
+                        "SELECT target, author FROM deletions"
+                        f" WHERE target IN ({', '.join('?' * len(part))})",
+                        part,
+                    )
+                )
+        return _Batch((top or 0) + 1, deletions)
+
+    def _flush(self, batch: _Batch) -> None:
+        """Write the rows collected so far, so that queries see them."""
+        if batch.entries:
+            self._db.executemany(
+                "INSERT INTO entries (rowid, id, author, seq, kind, ts, sort_ts, received,"
+                " header, signature, payload, deleted, shown, root, parent, target)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                batch.entries,
+            )
+            batch.entries.clear()
+        if batch.mentions:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO mentions (feed, sort_ts, entry) VALUES (?, ?, ?)",
+                batch.mentions,
+            )
+            batch.mentions.clear()
+        if batch.tags:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO tags (tag, sort_ts, entry) VALUES (?, ?, ?)", batch.tags
+            )
+            batch.tags.clear()
+
+    def _finish(self, batch: _Batch) -> None:
+        self._flush(batch)
+        self._flush_feeds(batch.states)
 
     def _feed_state(self, author: bytes, states: dict[bytes, _FeedState]) -> _FeedState | None:
         state = states.get(author)
@@ -338,62 +438,45 @@ class Store:
             )
         return state
 
-    def _insert(
-        self,
-        entry: Entry,
-        received: int,
-        states: dict[bytes, _FeedState],
-        counts: _Counts | None,
-    ) -> str:
-        """Write one checked entry; return "new", "fork" or "duplicate"."""
+    def _insert(self, entry: Entry, received: int, batch: _Batch) -> str:
+        """Write one checked entry; return _NEW, _FORK or _DUPLICATE.
+
+        The row is only collected into ``batch``; every query that reads
+        entries flushes the batch first.
+        """
         header = entry.header
-        state = self._feed_state(header.author, states)
-        latest = 0 if state is None else state.latest_seq
-        outcome = "new"
-        if state is not None and header.seq == latest + 1 and header.prev == state.latest_id:
+        author = header.author
+        seq = header.seq
+        states = batch.states
+        state = states.get(author) or self._feed_state(author, states)
+        outcome = _NEW
+        if state is not None and seq == state.latest_seq + 1 and header.prev == state.latest_id:
             pass  # the common case: the next entry of a known log
-        elif header.seq > latest + 1:
-            raise ChainError(
-                f"gap: seq {header.seq} arrived but the log holds up to seq {latest}",
-                problem="gap",
-            )
-        elif header.seq == 1 and state is None:
-            pass
         else:
-            held = self._db.execute(
-                "SELECT id, header FROM entries WHERE author = ? AND seq = ?",
-                (header.author, header.seq),
-            ).fetchall()
-            if any(row[1] == entry.header_bytes for row in held):
-                return "duplicate"  # the same header, perhaps another signature
-            if held:
-                outcome = "fork"
-            elif not self._links(entry):
-                raise ChainError(
-                    f"wrong prev: seq {header.seq} does not link to seq {header.seq - 1} held here",
-                    problem="wrong-prev",
-                )
-        deleted = entry.payload is not None and self._deleted_by_author(entry)
-        if deleted:
-            entry = entry.without_payload()
+            outcome = self._check_chain(entry, state, batch)
+            if outcome == _DUPLICATE:
+                return outcome
         content = entry.content
+        deleted = False
+        if entry.payload is not None and (entry.id, author) in batch.deletions:
+            deleted = True
+            entry = entry.without_payload()
+            content = None
         sort_ts = min(header.timestamp, received)
-        shown = header.kind in _SHOWN_KINDS and content is not None
-        root = parent = target = None
+        rowid = batch.next_rowid
+        batch.next_rowid = rowid + 1
+        shown, root, parent, target = _content_columns(header.kind, content)
         if isinstance(content, Post):
-            root, parent = content.root, content.parent
-        elif isinstance(content, Repost | React | Delete):
-            target = content.entry
-        elif isinstance(content, Follow | Unfollow | Block | Unblock):
-            target = content.feed
-        cursor = self._db.execute(
-            "INSERT INTO entries (id, author, seq, kind, ts, sort_ts, received, header,"
-            " signature, payload, deleted, shown, root, parent, target)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            if content.mentions:
+                batch.mentions.extend((feed, sort_ts, rowid) for feed in content.mentions)
+            if content.tags:
+                batch.tags.extend((tag, sort_ts, rowid) for tag in content.tags)
+        batch.entries.append(
             (
+                rowid,
                 entry.id,
-                header.author,
-                header.seq,
+                author,
+                seq,
                 header.kind,
                 header.timestamp,
                 sort_ts,
@@ -406,39 +489,56 @@ class Store:
                 root,
                 parent,
                 target,
-            ),
+            )
         )
-        rowid = cursor.lastrowid
-        if isinstance(content, Post):
-            if content.mentions:
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO mentions (feed, sort_ts, entry) VALUES (?, ?, ?)",
-                    [(feed, sort_ts, rowid) for feed in content.mentions],
-                )
-            if content.tags:
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO tags (tag, sort_ts, entry) VALUES (?, ?, ?)",
-                    [(tag, sort_ts, rowid) for tag in content.tags],
-                )
-        if outcome == "fork":
+        if outcome == _FORK:
             self._record_fork(entry)
         if state is None:
-            state = states[header.author] = _FeedState(header.seq, entry.id)
-        if isinstance(content, Profile):
-            if header.seq > state.profile_seq:
-                state.name = content.name or state.name
-                state.bio = content.bio or state.bio
-                state.profile_seq = header.seq
-        elif content is not None and not isinstance(content, Post):
-            self._apply_effects(entry, content)
-        if outcome == "fork":
+            state = states[author] = _FeedState(seq, entry.id)
+        if content is not None:
+            self._apply_effects(entry, content, state, batch)
+        if outcome == _FORK:
             state.forked = True
-        if header.seq > state.latest_seq or (header.seq == state.latest_seq and outcome == "new"):
-            state.latest_seq, state.latest_id = header.seq, entry.id
+        if seq > state.latest_seq or (seq == state.latest_seq and outcome == _NEW):
+            state.latest_seq, state.latest_id = seq, entry.id
         if shown and (state.last_shown_ts is None or sort_ts > state.last_shown_ts):
             state.last_shown_ts = sort_ts
         state.dirty = True
         return outcome
+
+    def _check_chain(self, entry: Entry, state: _FeedState | None, batch: _Batch) -> str:
+        """The chain check off the common path: _NEW, _FORK or _DUPLICATE, or raise."""
+        header = entry.header
+        latest = 0 if state is None else state.latest_seq
+        if header.seq > latest + 1:
+            raise ChainError(
+                f"gap: seq {header.seq} arrived but the log holds up to seq {latest}",
+                problem="gap",
+            )
+        if header.seq == 1 and state is None:
+            return _NEW
+        self._flush(batch)
+        held = self._db.execute(
+            "SELECT rowid, id, payload IS NULL AND deleted = 0 FROM entries"
+            " WHERE author = ? AND seq = ?",
+            (header.author, header.seq),
+        ).fetchall()
+        for rowid, held_id, missing_payload in held:
+            if held_id == entry.id:
+                if missing_payload and entry.payload is not None:
+                    self._fill_payload(rowid, entry, batch)
+                return _DUPLICATE
+        if held:
+            # Another entry for this seq, even one with the same header and
+            # another signature: its id differs, and later entries may link
+            # to either, so both are kept and the feed is marked forked.
+            return _FORK
+        if not self._links(entry):
+            raise ChainError(
+                f"wrong prev: seq {header.seq} does not link to seq {header.seq - 1} held here",
+                problem="wrong-prev",
+            )
+        return _NEW
 
     def _links(self, entry: Entry) -> bool:
         if entry.header.seq == 1:
@@ -459,35 +559,89 @@ class Store:
             (entry.header.author, entry.header.seq, first, entry.id),
         )
 
-    def _deleted_by_author(self, entry: Entry) -> bool:
-        row = self._db.execute(
-            "SELECT 1 FROM deletions WHERE target = ? AND author = ?",
-            (entry.id, entry.header.author),
+    def _fill_payload(self, rowid: int, entry: Entry, batch: _Batch) -> None:
+        """Store the payload of an entry held so far as its header alone."""
+        author = entry.header.author
+        content = entry.content
+        if (entry.id, author) in batch.deletions or content is None:
+            return
+        (sort_ts,) = self._db.execute(
+            "SELECT sort_ts FROM entries WHERE rowid = ?", (rowid,)
         ).fetchone()
-        return row is not None
+        shown, root, parent, target = _content_columns(entry.header.kind, content)
+        self._db.execute(
+            "UPDATE entries SET payload = ?, shown = ?, root = ?, parent = ?, target = ?"
+            " WHERE rowid = ?",
+            (entry.payload, int(shown), root, parent, target, rowid),
+        )
+        if isinstance(content, Post):
+            batch.mentions.extend((feed, sort_ts, rowid) for feed in content.mentions)
+            batch.tags.extend((tag, sort_ts, rowid) for tag in content.tags)
+        state = self._feed_state(author, batch.states)
+        assert state is not None  # the entry's header is held, so its feed is
+        if shown and (state.last_shown_ts is None or sort_ts > state.last_shown_ts):
+            state.last_shown_ts = sort_ts
+        self._apply_effects(entry, content, state, batch)
+        state.dirty = True
 
-    def _apply_effects(self, entry: Entry, content: Payload) -> None:
+    def _apply_effects(
+        self, entry: Entry, content: Payload, state: _FeedState, batch: _Batch
+    ) -> None:
         author, seq = entry.header.author, entry.header.seq
-        if isinstance(content, Follow | Unfollow):
+        if isinstance(content, Profile):
+            if seq > state.profile_seq:
+                state.name = content.name or state.name
+                state.bio = content.bio or state.bio
+                state.profile_seq = seq
+        elif isinstance(content, Follow | Unfollow):
             self._set_relation(author, content.feed, "following", "follow_seq", seq, content)
         elif isinstance(content, Block | Unblock):
             self._set_relation(author, content.feed, "blocking", "block_seq", seq, content)
         elif isinstance(content, Delete):
-            self._db.execute(
+            self._flush(batch)
+            inserted = self._db.execute(
                 "INSERT OR IGNORE INTO deletions (target, author, by) VALUES (?, ?, ?)",
                 (content.entry, author, entry.id),
-            )
+            ).rowcount
+            if inserted:
+                batch.deletions.add((content.entry, author))
             row = self._db.execute(
-                "SELECT rowid FROM entries WHERE id = ? AND author = ?", (content.entry, author)
+                "SELECT rowid, kind, payload, sort_ts FROM entries WHERE id = ? AND author = ?",
+                (content.entry, author),
             ).fetchone()
             if row is not None:
+                rowid, kind, payload, sort_ts = row
                 self._db.execute(
                     "UPDATE entries SET payload = NULL, deleted = 1, shown = 0,"
                     " root = NULL, parent = NULL, target = NULL WHERE rowid = ?",
-                    row,
+                    (rowid,),
                 )
-                self._db.execute("DELETE FROM mentions WHERE entry = ?", row)
-                self._db.execute("DELETE FROM tags WHERE entry = ?", row)
+                self._drop_mentions_and_tags(rowid, kind, payload, sort_ts)
+
+    def _drop_mentions_and_tags(
+        self, rowid: int, kind: str, payload: bytes | None, sort_ts: int
+    ) -> None:
+        # Only a post with its payload has mention and tag rows, and they are
+        # the ones its payload names: deleting them by key avoids a scan of
+        # both tables (neither is indexed by entry).
+        if payload is None or kind != "post":
+            return
+        try:
+            post = decode_payload_untrusted(kind, payload)
+        except MalformedEntry:
+            # A damaged payload: find the rows the slow way.
+            self._db.execute("DELETE FROM mentions WHERE entry = ?", (rowid,))
+            self._db.execute("DELETE FROM tags WHERE entry = ?", (rowid,))
+            return
+        if isinstance(post, Post):
+            self._db.executemany(
+                "DELETE FROM mentions WHERE feed = ? AND sort_ts = ? AND entry = ?",
+                [(feed, sort_ts, rowid) for feed in post.mentions],
+            )
+            self._db.executemany(
+                "DELETE FROM tags WHERE tag = ? AND sort_ts = ? AND entry = ?",
+                [(tag, sort_ts, rowid) for tag in post.tags],
+            )
 
     def _set_relation(
         self, author: bytes, target: bytes, column: str, seq_column: str, seq: int, content: Any
@@ -529,13 +683,17 @@ class Store:
         return [self._stored(row) for row in self._db.execute(sql, params)]
 
     def _stored(self, row: Sequence[Any]) -> StoredEntry:
-        rowid, header, signature, payload, received, deleted, sort_ts = row
+        rowid, header, signature, payload, received, deleted, sort_ts, stored_id = row
+        where = f"the entry stored as {bytes(stored_id).hex()}"
         try:
             entry = parse_entry_untrusted(header, signature, payload)
         except MalformedEntry as exc:
-            raise CorruptStore(f"stored entry #{rowid} is damaged: {exc}") from exc
+            raise CorruptStore(f"{where} is damaged: {exc} (run torv verify)") from exc
+        if entry.id != stored_id:
+            raise CorruptStore(f"{where} is damaged: its bytes give another id (run torv verify)")
         return StoredEntry(entry, received, bool(deleted), rowid, sort_ts)
 
+    @_sqlite_errors
     def get(self, entry_id: bytes) -> StoredEntry:
         """The entry with id ``entry_id``; raises :class:`NotFound`."""
         rows = self._rows(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE id = ?", (entry_id,))
@@ -543,11 +701,13 @@ class Store:
             raise NotFound(f"no entry {entry_id.hex()} in the store")
         return rows[0]
 
+    @_sqlite_errors
     def find(self, entry_id: bytes) -> StoredEntry | None:
         """The entry with id ``entry_id``, or ``None``."""
         rows = self._rows(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE id = ?", (entry_id,))
         return rows[0] if rows else None
 
+    @_sqlite_errors
     def resolve_prefix(self, prefix_hex: str) -> bytes:
         """The one entry id that starts with the hex digits ``prefix_hex``.
 
@@ -571,6 +731,7 @@ class Store:
             raise AmbiguousId(f"more than one entry starts with {digits}; give more digits")
         return bytes(ids[0])
 
+    @_sqlite_errors
     def latest_seq(self, author: bytes) -> int:
         """The highest seq held of ``author``'s log (0 if none)."""
         row = self._db.execute(
@@ -578,6 +739,7 @@ class Store:
         ).fetchone()
         return 0 if row is None else int(row[0])
 
+    @_sqlite_errors
     def feed(
         self, author: bytes, *, limit: int = 50, before_seq: int | None = None
     ) -> list[StoredEntry]:
@@ -590,14 +752,18 @@ class Store:
 
     def log(self, author: bytes, *, from_seq: int = 1) -> Iterator[StoredEntry]:
         """Every entry of ``author``'s log from ``from_seq`` up, in log order."""
-        cursor = self._db.execute(
-            f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE author = ? AND seq >= ?"
-            " ORDER BY seq, rowid",
-            (author, from_seq),
-        )
-        for row in cursor:
-            yield self._stored(row)
+        try:
+            cursor = self._db.execute(
+                f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE author = ? AND seq >= ?"
+                " ORDER BY seq, rowid",
+                (author, from_seq),
+            )
+            for row in cursor:
+                yield self._stored(row)
+        except sqlite3.Error as exc:
+            raise StorageError(f"the store failed: {exc}") from exc
 
+    @_sqlite_errors
     def following(self, author: bytes) -> list[bytes]:
         """The feeds ``author`` follows, by their latest follow entries held here."""
         return [
@@ -607,6 +773,7 @@ class Store:
             )
         ]
 
+    @_sqlite_errors
     def blocking(self, author: bytes) -> list[bytes]:
         """The feeds ``author`` blocks."""
         return [
@@ -616,6 +783,7 @@ class Store:
             )
         ]
 
+    @_sqlite_errors
     def followers(self, feed: bytes) -> list[bytes]:
         """The feeds held here that follow ``feed``."""
         return [
@@ -625,6 +793,7 @@ class Store:
             )
         ]
 
+    @_sqlite_errors
     def feed_info(self, author: bytes) -> FeedInfo | None:
         """What the store knows of ``author``'s feed, or ``None``."""
         row = self._db.execute(
@@ -634,6 +803,7 @@ class Store:
             return None
         return FeedInfo(author, row[0], bool(row[1]), row[2], row[3])
 
+    @_sqlite_errors
     def feeds(self) -> list[FeedInfo]:
         """Every feed held here."""
         return [
@@ -643,6 +813,7 @@ class Store:
             )
         ]
 
+    @_sqlite_errors
     def forks(self, author: bytes) -> list[Fork]:
         """The proofs held that ``author`` forked their log."""
         out = []
@@ -652,6 +823,7 @@ class Store:
             out.append(Fork(author, seq, self.get(first).entry, self.get(second).entry))
         return out
 
+    @_sqlite_errors
     def timeline(
         self, authors: Iterable[bytes], *, limit: int = 50, before: Cursor | None = None
     ) -> list[StoredEntry]:
@@ -667,16 +839,19 @@ class Store:
         if not wanted:
             return []
         bound = before if before is not None else (2**63 - 1, 2**63 - 1)
-        feeds = sorted(
-            (
+        authors_list = sorted(wanted)
+        feeds: list[tuple[int, bytes]] = []
+        for start in range(0, len(authors_list), _IN_LIST):
+            part = authors_list[start : start + _IN_LIST]
+            feeds.extend(
                 (row[1], bytes(row[0]))
                 for row in self._db.execute(
                     "SELECT author, last_shown_ts FROM feeds WHERE last_shown_ts IS NOT NULL"
+                    f" AND author IN ({', '.join('?' * len(part))})",
+                    part,
                 )
-                if row[0] in wanted
-            ),
-            reverse=True,
-        )
+            )
+        feeds.sort(reverse=True)
         best: list[tuple[Cursor, Sequence[Any]]] = []  # a min-heap of the page so far
         for last_shown_ts, author in feeds:
             floor = best[0][0] if len(best) >= limit else (-1, -1)
@@ -699,6 +874,7 @@ class Store:
         best.sort(key=lambda item: item[0], reverse=True)
         return [self._stored(row) for _, row in best]
 
+    @_sqlite_errors
     def recent(self, *, limit: int = 50, before: Cursor | None = None) -> list[StoredEntry]:
         """The newest shown entries of every feed held here, newest first."""
         bound = before if before is not None else (2**63 - 1, 2**63 - 1)
@@ -708,6 +884,7 @@ class Store:
             (bound[0], bound[1], limit),
         )
 
+    @_sqlite_errors
     def mentions(
         self, feed: bytes, *, limit: int = 50, before: Cursor | None = None
     ) -> list[StoredEntry]:
@@ -720,6 +897,7 @@ class Store:
             (feed, bound[0], bound[1], limit),
         )
 
+    @_sqlite_errors
     def tagged(
         self, tag: str, *, limit: int = 50, before: Cursor | None = None
     ) -> list[StoredEntry]:
@@ -732,12 +910,14 @@ class Store:
             (tag, bound[0], bound[1], limit),
         )
 
+    @_sqlite_errors
     def replies(self, root: bytes) -> list[StoredEntry]:
         """Every reply in the thread that starts at ``root``, oldest first."""
         return self._rows(
             f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE root = ? ORDER BY ts, rowid", (root,)
         )
 
+    @_sqlite_errors
     def reactions(self, entry_id: bytes) -> dict[str, int]:
         """How many reactions of each emoji ``entry_id`` has (one per author)."""
         counts: dict[str, int] = {}
@@ -753,6 +933,7 @@ class Store:
                 counts[content.emoji] = counts.get(content.emoji, 0) + 1
         return counts
 
+    @_sqlite_errors
     def count(self) -> int:
         """How many entries the store holds (forks included)."""
         (n,) = self._db.execute("SELECT count(*) FROM entries").fetchone()
@@ -760,6 +941,7 @@ class Store:
 
     # --- checking -----------------------------------------------------------
 
+    @_sqlite_errors
     def verify_all(self, *, chunk_size: int = 2048) -> VerifyReport:
         """Re-check every stored entry: format, payload hash, signature, chain.
 
@@ -781,21 +963,29 @@ class Store:
         )
         while batch := rows.fetchmany(chunk_size):
             parsed: list[Entry] = []
-            for rowid, header, signature, payload, author, seq, stored_id in batch:
-                where = f"entry #{rowid} (author {bytes(author).hex()[:16]}, seq {seq})"
+            places: list[str] = []
+            for _rowid, header, signature, payload, author, seq, stored_id in batch:
+                # Named by the id it is stored (and shown) under.
+                where = (
+                    f"entry {bytes(stored_id).hex()}"
+                    f" (author {bytes(author).hex()[:16]}, seq {seq})"
+                )
                 try:
                     entry = parse_entry_untrusted(header, signature, payload)
                 except MalformedEntry as exc:
                     raise CorruptStore(f"{where}: {exc}") from exc
-                if entry.id != stored_id or entry.author != author or entry.seq != seq:
-                    raise CorruptStore(f"{where}: indexed columns disagree with its header")
                 parsed.append(entry)
-            for entry, bad in zip(parsed, self._verifier.check(parsed), strict=True):
-                where = (
-                    f"entry {entry.id.hex()} (author {entry.author.hex()[:16]}, seq {entry.seq})"
-                )
+                places.append(where)
+            verdicts = self._verifier.check(parsed)
+            for entry, bad, where, row in zip(parsed, verdicts, places, batch, strict=True):
                 if bad is not None:
                     raise CorruptStore(f"{where}: {bad}")
+                if entry.id != row[6]:
+                    raise CorruptStore(f"{where}: its header and signature give another id")
+                if entry.author != row[4] or entry.seq != row[5]:
+                    raise CorruptStore(
+                        f"{where}: the indexed author or seq disagree with its header"
+                    )
                 if entry.author != previous_author:
                     previous_author, ids_by_seq = entry.author, {}
                     feeds += 1
@@ -803,10 +993,13 @@ class Store:
                         raise CorruptStore(f"{where}: the log does not start at seq 1")
                 elif entry.seq not in ids_by_seq and entry.seq - 1 not in ids_by_seq:
                     raise CorruptStore(f"{where}: the log has a gap before this entry")
-                if entry.seq > 1 and entry.header.prev not in ids_by_seq.get(entry.seq - 1, ()):
-                    # A fork's second branch may not link; only a lone entry must.
-                    if entry.seq not in ids_by_seq:
-                        raise CorruptStore(f"{where}: prev does not match the entry before")
+                # A fork's second branch may not link; only a lone entry must.
+                if (
+                    entry.seq > 1
+                    and entry.header.prev not in ids_by_seq.get(entry.seq - 1, ())
+                    and entry.seq not in ids_by_seq
+                ):
+                    raise CorruptStore(f"{where}: prev does not match the entry before")
                 ids_by_seq.setdefault(entry.seq, set()).add(entry.id)
                 ids_by_seq.pop(entry.seq - 2, None)
                 entries += 1
@@ -833,6 +1026,21 @@ class _Transaction:
             self._db.execute("COMMIT")
         elif self._db.in_transaction:
             self._db.execute("ROLLBACK")
+
+
+def _content_columns(
+    kind: str, content: Payload | None
+) -> tuple[bool, bytes | None, bytes | None, bytes | None]:
+    """(shown, reply root, reply parent, target) of an entry's payload."""
+    if isinstance(content, Post):
+        return True, content.root, content.parent, None
+    if isinstance(content, Repost):
+        return True, None, None, content.entry
+    if isinstance(content, React | Delete):
+        return False, None, None, content.entry
+    if isinstance(content, Follow | Unfollow | Block | Unblock):
+        return False, None, None, content.feed
+    return False, None, None, None
 
 
 def _chunks(items: Iterable[Entry], size: int) -> Iterator[list[Entry]]:

@@ -1,0 +1,57 @@
+"""Small measuring helpers shared by the benches (Linux; harmless elsewhere)."""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+__all__ = ["Load", "machine_load", "peak_rss_mb"]
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size so far, in MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _busy_and_total() -> tuple[float, float] | None:
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(n) for n in stat.readline().split()[1:]]
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]  # idle and iowait
+    return (sum(fields) - idle) / ticks, sum(fields) / ticks
+
+
+@dataclass(slots=True)
+class Load:
+    """CPU use while a block ran: by this process, and by everything else."""
+
+    own_cpu_s: float = 0.0
+    other_share: float | None = None  # of all cores; None where unknown
+
+    def note(self) -> str:
+        if self.other_share is None or self.other_share < 0.05:
+            return ""
+        return f" [other processes used {self.other_share:.0%} of the CPU meanwhile]"
+
+
+@contextmanager
+def machine_load() -> Iterator[Load]:
+    """Measure the CPU this process used in the block, and what others used."""
+    load = Load()
+    before = _busy_and_total()
+    cpu = time.process_time()
+    try:
+        yield load
+    finally:
+        load.own_cpu_s = time.process_time() - cpu
+        after = _busy_and_total()
+        if before is not None and after is not None and after[1] > before[1]:
+            others = after[0] - before[0] - load.own_cpu_s
+            load.other_share = max(0.0, others / (after[1] - before[1]))
