@@ -25,79 +25,49 @@ __all__ = ["MAX_DEPTH", "check_tree", "packb", "unpack_untrusted"]
 #: The deepest nesting of arrays and maps allowed anywhere.
 MAX_DEPTH = 8
 
-_SCALARS = (type(None), bool, int, str, bytes)
-
-
-def _tree_problem(value: object, depth: int) -> str | None:
-    if depth > MAX_DEPTH:
-        return f"nested deeper than {MAX_DEPTH}"
-    if isinstance(value, msgpack.ExtType):
-        # A namedtuple, so this test comes before the one for arrays.
-        return "extension types are not allowed"
-    if isinstance(value, _SCALARS):
-        if isinstance(value, int) and not -(2**63) <= value < 2**64:
-            return "integer out of the 64-bit range"
-        return None
-    if isinstance(value, list | tuple):
-        for item in value:
-            problem = _tree_problem(item, depth + 1)
-            if problem:
-                return problem
-        return None
-    if isinstance(value, dict):
-        keys = list(value)
-        if not all(type(key) is str for key in keys):
-            return "map key is not a string"
-        if keys != sorted(keys):
-            return "map keys are not sorted"
-        for item in value.values():
-            problem = _tree_problem(item, depth + 1)
-            if problem:
-                return problem
-        return None
-    return f"value of type {type(value).__name__} is not allowed"
-
-
+# Exact types, not isinstance: decoders only ever produce these, and a
+# subclass (an ExtType is a tuple, a bool is an int) must not pass as another.
 _PLAIN: Final = frozenset({type(None), bool, str, bytes})
 _INT_LOW: Final = -(2**63)
 _INT_END: Final = 2**64
 
 
-def _plainly_fine(value: Any, depth: int) -> bool:
-    # A quick pass (every entry is checked twice on ingest) that only ever says
-    # True for values _tree_problem accepts; on any doubt the full check runs.
+def _tree_problem(value: Any, depth: int) -> str | None:
+    # Every entry is checked twice on ingest (header and payload), so scalar
+    # children are checked inline instead of by a call each.
+    if depth > MAX_DEPTH:
+        return f"nested deeper than {MAX_DEPTH}"
     kind = type(value)
     if kind in _PLAIN:
-        return depth <= MAX_DEPTH
+        return None
     if kind is int:
-        return depth <= MAX_DEPTH and _INT_LOW <= value < _INT_END
-    if depth >= MAX_DEPTH:
-        return False
+        return None if _INT_LOW <= value < _INT_END else "integer out of the 64-bit range"
     if kind is dict:
         keys = list(value)
-        for key in keys:
-            if type(key) is not str:
-                return False
+        if not all(type(key) is str for key in keys):
+            return "map key is not a string"
         if keys != sorted(keys):
-            return False
-        items = value.values()
+            return "map keys are not sorted"
+        items: Any = value.values()
     elif kind is list or kind is tuple:
         items = value
+    elif kind is msgpack.ExtType:
+        return "extension types are not allowed"
     else:
-        return False
+        return f"value of type {kind.__name__} is not allowed"
+    inline = depth < MAX_DEPTH
     for item in items:
-        kind = type(item)
-        if kind in _PLAIN or (kind is int and _INT_LOW <= item < _INT_END):
+        item_kind = type(item)
+        if inline and (item_kind in _PLAIN or (item_kind is int and _INT_LOW <= item < _INT_END)):
             continue
-        if not _plainly_fine(item, depth + 1):
-            return False
-    return True
+        problem = _tree_problem(item, depth + 1)
+        if problem:
+            return problem
+    return None
 
 
 def check_tree(value: object) -> str | None:
     """Return why ``value`` cannot be canonical msgpack, or ``None`` if it can."""
-    if _plainly_fine(value, 0):
-        return None
     return _tree_problem(value, 0)
 
 
