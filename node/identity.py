@@ -49,6 +49,7 @@ _KEY_FILE_VERSION: Final = 1
 SCRYPT_N: Final = 2**15
 SCRYPT_R: Final = 8
 SCRYPT_P: Final = 1
+_SCRYPT_MAX_MEMORY: Final = 256 * 1024 * 1024
 
 
 def _checksum(key: bytes) -> bytes:
@@ -181,7 +182,14 @@ class KeyFile:
                     raise IdentityError("the key file is encrypted: a passphrase is needed")
                 kdf = fields["scrypt"]
                 n, r, p = int(kdf["n"]), int(kdf["r"]), int(kdf["p"])
-                if not (2 <= n <= 2**20 and n & (n - 1) == 0 and 1 <= r <= 32 and 1 <= p <= 16):
+                # scrypt takes 128 * n * r bytes: at most 256 MiB here.
+                if not (
+                    2 <= n <= 2**20
+                    and n & (n - 1) == 0
+                    and 1 <= r <= 32
+                    and 1 <= p <= 16
+                    and 128 * n * r <= _SCRYPT_MAX_MEMORY
+                ):
                     raise ValueError("scrypt parameters out of range")
                 box = ChaCha20Poly1305(_derive(passphrase, bytes.fromhex(kdf["salt"]), n, r, p))
                 try:

@@ -293,11 +293,16 @@ def test_tampered_ciphertext_is_rejected(tmp_path: Path, encrypted_path: Path) -
         KeyFile.load(path).unlock("correct horse")
 
 
+@pytest.mark.parametrize(
+    "change",
+    [{"n": 2**30}, {"n": 2**20, "r": 32}, {"n": 2**20, "r": 3}, {"n": 3000}, {"p": 99}],
+)
 def test_scrypt_parameters_out_of_range_are_refused_before_deriving(
-    tmp_path: Path, encrypted_path: Path
+    tmp_path: Path, encrypted_path: Path, change: dict[str, int]
 ) -> None:
-    # A file asking for a huge scrypt cost must not make torv hang or exhaust memory.
+    # A file asking for a huge scrypt cost (time or memory: 128 * n * r bytes)
+    # must not make torv hang or exhaust memory.
     scrypt = json.loads(encrypted_path.read_text())["scrypt"]
-    path = copy_with(tmp_path, encrypted_path, scrypt={**scrypt, "n": 2**30})
+    path = copy_with(tmp_path, encrypted_path, scrypt={**scrypt, **change})
     with pytest.raises(IdentityError, match="out of range"):
         KeyFile.load(path).unlock("correct horse")
