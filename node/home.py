@@ -172,7 +172,10 @@ class Home:
         else:
             updated = text[: header.end()] + "\n" + line + text[header.end() :].lstrip("\r\n")
         Config.parse(updated, source=str(self.config_path))
-        self.config_path.write_text(updated, encoding="utf-8")
+        # Written beside and renamed over, so a crash leaves the old file or the new.
+        temporary = self.config_path.with_name(f".{self.config_path.name}.tmp")
+        temporary.write_text(updated, encoding="utf-8")
+        os.replace(temporary, self.config_path)
 
 
 _PETNAMES_HEADER: Final = re.compile(r"^[ \t]*\[petnames\][ \t]*(#[^\r\n]*)?", re.MULTILINE)
