@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 from storage import CorruptStore, Entry, TorvError
 from storage.errors import IdentityError, InvalidArgument
 
+from .files import read_small_text
 from .home import Home, default_data_dir
 from .identity import feed_id_to_text, short_feed_id
 from .local import LocalNode
@@ -41,16 +42,11 @@ class _Output:
 
 def _read_passphrase_file(path: str) -> str:
     try:
-        with open(path, "rb") as f:
-            data = f.read(_PASSPHRASE_FILE_MAX + 1)
-    except OSError as exc:
-        raise IdentityError(f"cannot read the passphrase file {path}: {exc.strerror}") from None
-    if len(data) > _PASSPHRASE_FILE_MAX:
-        raise IdentityError(f"the passphrase file {path} is too large")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise IdentityError(f"the passphrase file {path} is not UTF-8 text") from None
+        text = read_small_text(
+            Path(path), limit=_PASSPHRASE_FILE_MAX, what="the passphrase file", error=IdentityError
+        )
+    except FileNotFoundError:
+        raise IdentityError(f"the passphrase file {path} does not exist") from None
     lines = text.splitlines()
     return lines[0] if lines else ""
 

@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from storage.errors import ConfigError, InvalidArgument
 
+from .files import read_small_text
 from .identity import FEED_ID_PREFIX, feed_id_from_text, feed_id_to_text
 
 __all__ = ["CONFIG_TEMPLATE", "Config", "Home", "default_data_dir"]
@@ -139,18 +140,11 @@ class Home:
     def load_config(self) -> Config:
         """The settings in ``config.toml`` (defaults if there is no file)."""
         try:
-            with self.config_path.open("rb") as f:
-                data = f.read(_CONFIG_MAX + 1)
+            text = read_small_text(
+                self.config_path, limit=_CONFIG_MAX, what="the config file", error=ConfigError
+            )
         except FileNotFoundError:
             return Config()
-        except OSError as exc:
-            raise ConfigError(f"cannot read {self.config_path}: {exc.strerror}") from None
-        if len(data) > _CONFIG_MAX:
-            raise ConfigError(f"{self.config_path} is larger than {_CONFIG_MAX} bytes")
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ConfigError(f"{self.config_path} is not UTF-8 text") from None
         return Config.parse(text, source=str(self.config_path))
 
     def add_petname(self, feed: bytes, name: str) -> None:
