@@ -1,0 +1,122 @@
+"""The secure channel over trio memory streams: the stream contract, bad
+peers during and after the handshake, and the handshake deadline."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gossip.channel import HANDSHAKE_TIMEOUT, SecureStream, secure_handshake
+from gossip.framing import encode_frame
+from gossip.handshake import HandshakeFailed, TorvHandshake
+
+NETWORK = bytes(32)
+
+
+def _identity(n: int) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(bytes([n]) * 32)
+
+
+async def _secure_pair(
+    left: trio.abc.Stream, right: trio.abc.Stream
+) -> tuple[SecureStream, SecureStream]:
+    streams: dict[str, SecureStream] = {}
+
+    async def side(name: str, stream: trio.abc.Stream, initiator: bool) -> None:
+        handshake = TorvHandshake(
+            initiator=initiator, identity=_identity(1 if initiator else 2), network_key=NETWORK
+        )
+        streams[name] = await secure_handshake(stream, handshake)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(side, "left", left, True)
+        nursery.start_soon(side, "right", right, False)
+    return streams["left"], streams["right"]
+
+
+async def _memory_pair() -> tuple[SecureStream, SecureStream]:
+    return await _secure_pair(*trio.testing.memory_stream_pair())
+
+
+async def _lockstep_pair() -> tuple[SecureStream, SecureStream]:
+    return await _secure_pair(*trio.testing.lockstep_stream_pair())
+
+
+@pytest.mark.trio
+async def test_the_secure_stream_keeps_the_trio_stream_contract() -> None:
+    await trio.testing.check_two_way_stream(_memory_pair, _lockstep_pair)
+
+
+@pytest.mark.trio
+async def test_large_writes_span_frames_and_arrive_whole() -> None:
+    left, right = await _memory_pair()
+    data = bytes(range(256)) * 1000  # 256,000 bytes: four frames
+    received = bytearray()
+
+    async def read_all() -> None:
+        while len(received) < len(data):
+            received.extend(await right.receive_some())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read_all)
+        await left.send_all(data)
+    assert bytes(received) == data
+    assert right.remote_identity == _identity(1).public_key().public_bytes_raw()
+
+
+@pytest.mark.trio
+async def test_an_altered_frame_breaks_the_stream() -> None:
+    plain_left, plain_right = trio.testing.memory_stream_pair()
+    _left, right = await _secure_pair(plain_left, plain_right)
+    await plain_left.send_all(encode_frame(b"\x00" * 40))
+    with pytest.raises(trio.BrokenResourceError) as info:
+        await right.receive_some()
+    assert isinstance(info.value.__cause__, HandshakeFailed)
+    with pytest.raises(trio.BrokenResourceError):
+        await right.receive_some()
+
+
+@pytest.mark.trio
+async def test_a_connection_ending_inside_a_frame_breaks_the_stream() -> None:
+    plain_left, plain_right = trio.testing.memory_stream_pair()
+    _left, right = await _secure_pair(plain_left, plain_right)
+    await plain_left.send_all(b"\x00\x30abc")
+    await plain_left.aclose()
+    with pytest.raises(trio.BrokenResourceError):
+        await right.receive_some()
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"",
+        b"\x00",
+        b"\x00\x05abc",
+        b"\x00\x20" + b"x" * 32 + b"\x00\x10" + b"y" * 16,
+        b"\xff" * 300,
+    ],
+    ids=["nothing", "half-a-length", "truncated", "bad-second", "noise"],
+)
+async def test_garbage_during_the_handshake_fails_with_a_reason(garbage: bytes) -> None:
+    client, server = trio.testing.memory_stream_pair()
+    await client.send_all(garbage)
+    await client.aclose()
+    handshake = TorvHandshake(initiator=False, identity=_identity(2), network_key=NETWORK)
+    with pytest.raises(HandshakeFailed):
+        await secure_handshake(server, handshake)
+
+
+@pytest.mark.trio
+async def test_a_slow_handshake_is_dropped_at_its_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    client, server = trio.testing.memory_stream_pair()
+    handshake = TorvHandshake(initiator=False, identity=_identity(2), network_key=NETWORK)
+    start = trio.current_time()
+    await client.send_all(b"\x00")  # one byte, then silence: a slow loris
+    with pytest.raises(HandshakeFailed, match="longer than"):
+        await secure_handshake(server, handshake)
+    assert trio.current_time() - start == pytest.approx(HANDSHAKE_TIMEOUT)
