@@ -44,9 +44,11 @@ __all__ = [
     "Record",
     "address_key",
     "decode_record_untrusted",
+    "decode_value_for_digest_untrusted",
     "decode_value_untrusted",
     "dht_node_id",
     "encode_provider_set",
+    "key_digest",
     "merge_provider_sets",
     "newer_address",
     "parse_address",
@@ -237,6 +239,36 @@ def decode_value_untrusted(key: bytes, data: bytes, now: float) -> list[Record]:
             raise BadRecord("a provider appears twice")
         return records
     raise BadRecord("not a torv DHT key")
+
+
+def key_digest(key: bytes) -> bytes:
+    """The 20-byte DHT key of ``key``, as the ``kademlia`` package hashes keys."""
+    return hashlib.sha1(key).digest()
+
+
+def decode_value_for_digest_untrusted(digest: bytes, data: bytes, now: float) -> list[Record]:
+    """Check a value offered under a hashed key (all a storing DHT node sees).
+
+    The records name their own key (the identity of an address record, the
+    feed of a provider set); the value is accepted only if that key hashes to
+    ``digest``. Raises :class:`BadRecord`.
+    """
+    if len(data) > MAX_VALUE_SIZE:
+        raise BadRecord(f"a value of {len(data)} bytes is larger than {MAX_VALUE_SIZE}")
+    try:
+        value = canonical.unpack_untrusted(data, max_size=MAX_VALUE_SIZE, what="value")
+    except MalformedEntry as exc:
+        raise BadRecord(str(exc)) from None
+    if isinstance(value, dict) and isinstance(value.get("id"), bytes):
+        key = address_key(value["id"])
+    elif isinstance(value, list) and value and isinstance(value[0], dict):
+        feed = value[0].get("feed")
+        key = provider_key(feed) if isinstance(feed, bytes) else b""
+    else:
+        raise BadRecord("not a torv DHT value")
+    if key_digest(key) != digest:
+        raise BadRecord("the value is not for this key")
+    return decode_value_untrusted(key, data, now)
 
 
 def newer_address(held: Record | None, incoming: Record) -> bool:
