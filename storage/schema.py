@@ -99,8 +99,25 @@ CREATE TABLE deletions (
 );
 """
 
+_V2: Final = """
+CREATE TABLE peers (
+    identity  BLOB    PRIMARY KEY,  -- the peer's Ed25519 identity
+    addresses TEXT    NOT NULL,     -- HOST:PORT, space-separated, best first
+    last_seen INTEGER NOT NULL,     -- ms since the epoch, last successful session
+    failures  INTEGER NOT NULL DEFAULT 0  -- failed dials since then
+);
+CREATE INDEX peers_by_last_seen ON peers (last_seen);
+
+CREATE TABLE dht_contacts (
+    host      TEXT    NOT NULL,
+    port      INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    PRIMARY KEY (host, port)
+);
+"""
+
 #: MIGRATIONS[n - 1] takes the schema from version n - 1 to n.
-MIGRATIONS: Final[Sequence[str]] = (_V1,)
+MIGRATIONS: Final[Sequence[str]] = (_V1, _V2)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 

@@ -55,9 +55,12 @@ from .schema import migrate
 from .verifier import Verifier
 
 __all__ = [
+    "MAX_DHT_CONTACTS",
+    "MAX_KNOWN_PEERS",
     "FeedInfo",
     "Fork",
     "IngestReport",
+    "KnownPeer",
     "Store",
     "StoredEntry",
     "VerifyReport",
@@ -139,6 +142,23 @@ class FeedInfo:
     forked: bool
     name: str | None
     bio: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class KnownPeer:
+    """A peer this node had a session with: where it was, when, and how many
+    dials have failed since."""
+
+    identity: bytes
+    addresses: tuple[str, ...]
+    last_seen: int
+    failures: int
+
+
+#: The address book keeps at most this many peers and DHT contacts.
+MAX_KNOWN_PEERS: Final = 10_000
+MAX_DHT_CONTACTS: Final = 500
+_MAX_PEER_ADDRESSES: Final = 8
 
 
 @dataclass(slots=True)
@@ -938,6 +958,82 @@ class Store:
         """How many entries the store holds (forks included)."""
         (n,) = self._db.execute("SELECT count(*) FROM entries").fetchone()
         return int(n)
+
+    # --- the address book ---------------------------------------------------
+
+    @_sqlite_errors
+    def remember_peer(self, identity: bytes, addresses: Sequence[str]) -> None:
+        """Record a successful session with ``identity`` at ``addresses`` (best first).
+
+        Raises :class:`InvalidArgument` for a malformed identity or address.
+        The book keeps the :data:`MAX_KNOWN_PEERS` most recently seen peers.
+        """
+        if len(identity) != 32:
+            raise InvalidArgument("a peer identity is 32 bytes")
+        if not 1 <= len(addresses) <= _MAX_PEER_ADDRESSES or any(
+            not address or len(address) > 64 or any(c.isspace() for c in address)
+            for address in addresses
+        ):
+            raise InvalidArgument("a peer has 1 to 8 addresses without spaces")
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO peers (identity, addresses, last_seen, failures) VALUES (?, ?, ?, 0)"
+                " ON CONFLICT (identity) DO UPDATE SET addresses = excluded.addresses,"
+                " last_seen = excluded.last_seen, failures = 0",
+                (identity, " ".join(addresses), self._clock()),
+            )
+            self._db.execute(
+                "DELETE FROM peers WHERE identity IN (SELECT identity FROM peers"
+                " ORDER BY last_seen DESC LIMIT -1 OFFSET ?)",
+                (MAX_KNOWN_PEERS,),
+            )
+
+    @_sqlite_errors
+    def peer_failed(self, identity: bytes) -> None:
+        """Count a failed dial of ``identity`` (known peers only)."""
+        with self._transaction():
+            self._db.execute(
+                "UPDATE peers SET failures = failures + 1 WHERE identity = ?", (identity,)
+            )
+
+    @_sqlite_errors
+    def known_peers(self, *, limit: int = 100) -> list[KnownPeer]:
+        """Peers to dial, the most promising first (fewest failures, seen latest)."""
+        return [
+            KnownPeer(bytes(row[0]), tuple(row[1].split()), row[2], row[3])
+            for row in self._db.execute(
+                "SELECT identity, addresses, last_seen, failures FROM peers"
+                " ORDER BY failures, last_seen DESC LIMIT ?",
+                (limit,),
+            )
+        ]
+
+    @_sqlite_errors
+    def remember_dht_contacts(self, contacts: Sequence[tuple[str, int]]) -> None:
+        """Record DHT contacts (host, port) seen now, to rejoin the DHT after a
+        restart without any seed; keeps the :data:`MAX_DHT_CONTACTS` latest."""
+        now = self._clock()
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO dht_contacts (host, port, last_seen) VALUES (?, ?, ?)"
+                " ON CONFLICT (host, port) DO UPDATE SET last_seen = excluded.last_seen",
+                [(host, port, now) for host, port in contacts],
+            )
+            self._db.execute(
+                "DELETE FROM dht_contacts WHERE rowid IN (SELECT rowid FROM dht_contacts"
+                " ORDER BY last_seen DESC LIMIT -1 OFFSET ?)",
+                (MAX_DHT_CONTACTS,),
+            )
+
+    @_sqlite_errors
+    def dht_contacts(self, *, limit: int = 50) -> list[tuple[str, int]]:
+        """The DHT contacts seen latest."""
+        return [
+            (row[0], row[1])
+            for row in self._db.execute(
+                "SELECT host, port FROM dht_contacts ORDER BY last_seen DESC LIMIT ?", (limit,)
+            )
+        ]
 
     # --- checking -----------------------------------------------------------
 

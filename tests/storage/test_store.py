@@ -983,8 +983,8 @@ def test_migrate_applies_later_migrations_and_reports_the_old_version(tmp_path: 
     db = sqlite3.connect(path, isolation_level=None)
     try:
         assert migrate(db) == SCHEMA_VERSION  # nothing to do
-        assert migrate(db, (MIGRATIONS[0], "CREATE TABLE extra (x)")) == 1
-        assert db.execute("PRAGMA user_version").fetchone() == (2,)
+        assert migrate(db, (*MIGRATIONS, "CREATE TABLE extra (x)")) == SCHEMA_VERSION
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION + 1,)
         assert db.execute("SELECT count(*) FROM extra").fetchone() == (0,)
         assert db.execute("SELECT count(*) FROM entries").fetchone() == (len(made),)
         with pytest.raises(StorageError, match="newer"):
@@ -997,10 +997,10 @@ def test_migrate_from_empty_and_a_failing_migration_changes_nothing(tmp_path: Pa
     db = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
     try:
         assert migrate(db) == 0
-        broken = (MIGRATIONS[0], "CREATE TABLE half (x);\nCREATE TABLE entries (y);")
-        with pytest.raises(StorageError, match="version 2"):
+        broken = (*MIGRATIONS, "CREATE TABLE half (x);\nCREATE TABLE entries (y);")
+        with pytest.raises(StorageError, match=f"version {SCHEMA_VERSION + 1}"):
             migrate(db, broken)
-        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         assert db.execute("SELECT name FROM sqlite_master WHERE name = 'half'").fetchone() is None
         assert not db.in_transaction
     finally:
