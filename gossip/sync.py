@@ -490,13 +490,14 @@ class SyncPlanner:
         return min(deadlines, default=None)
 
     def hello(self) -> list[Heads]:
-        """Our heads of the feeds in scope that we hold, as ``heads`` messages.
+        """Our heads of every feed in scope, as ``heads`` messages.
 
-        Sorted by feed, at most :data:`~gossip.wire.MAX_HEADS` pairs each;
-        always at least one message (empty when we hold nothing), so the peer
-        always hears from us.
+        A feed we want but hold nothing of is listed with seq 0, so the peer
+        learns what we replicate. Sorted by feed, at most
+        :data:`~gossip.wire.MAX_HEADS` pairs each; always at least one message
+        (empty when the scope is), so the peer always hears from us.
         """
-        pairs = sorted((feed, state.have) for feed, state in self._feeds.items() if state.have)
+        pairs = sorted((feed, state.have) for feed, state in self._feeds.items())
         if not pairs:
             return [Heads(())]
         return [Heads(tuple(pairs[i : i + MAX_HEADS])) for i in range(0, len(pairs), MAX_HEADS)]

@@ -156,7 +156,8 @@ class EntryMessage:
 
 @dataclass(frozen=True, slots=True)
 class Heads:
-    """The sender's latest seq of each feed it offers: ``(feed, seq)`` pairs."""
+    """The sender's latest seq of each feed it replicates: ``(feed, seq)``
+    pairs, seq 0 for a feed it wants but holds nothing of."""
 
     heads: tuple[tuple[bytes, int], ...]
     type = "heads"
@@ -362,7 +363,8 @@ def _heads(body: dict[str, Any]) -> WireMessage:
     for pair in pairs:
         if not isinstance(pair, list) or len(pair) != 2 or type(pair[1]) is not int:
             raise _Problem("a head must be [feed, seq]")
-        heads.append((_id(pair[0]), _count(pair[1], "seq", 1, 2**53 - 1)))
+        # seq 0: the sender replicates the feed but holds none of it yet.
+        heads.append((_id(pair[0]), _count(pair[1], "seq", 0, 2**53 - 1)))
     if len({feed for feed, _ in heads}) != len(heads):
         raise _Problem("a feed appears twice in heads")
     return Heads(tuple(heads))

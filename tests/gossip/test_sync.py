@@ -131,20 +131,21 @@ def kinds(problems: Iterable[SyncProblem]) -> list[Fault]:
 # --- hello and heads --------------------------------------------------------------
 
 
-def test_hello_lists_held_feeds_in_scope_sorted_and_chunked() -> None:
+def test_hello_lists_every_feed_in_scope_sorted_and_chunked() -> None:
     many = [hashlib.sha256(b"many-%d" % n).digest() for n in range(2050)]
     heads = {feed: n + 1 for n, feed in enumerate(many)}
     planner = SyncPlanner([*many, A], {**heads, B: 7})  # B is not in scope, A is not held
     messages = planner.hello()
-    assert [len(message.heads) for message in messages] == [2048, 2]
+    assert [len(message.heads) for message in messages] == [2048, 3]
     pairs = [pair for message in messages for pair in message.heads]
-    assert pairs == sorted(heads.items())
+    assert pairs == sorted({**heads, A: 0}.items())
     for message in messages:
         assert over_wire(message) == message
 
 
 def test_hello_always_says_something() -> None:
-    assert SyncPlanner([A], {}).hello() == [Heads(())]
+    assert SyncPlanner([A], {}).hello() == [Heads(((A, 0),))]
+    assert SyncPlanner([], {}).hello() == [Heads(())]
 
 
 def test_offers_outside_the_scope_are_ignored() -> None:
@@ -509,7 +510,7 @@ def test_a_feed_leaving_the_scope_is_dropped_and_one_joining_starts_at_its_head(
     assert planner.on_batch(serve(synthetic_log(A, 5), a_want), 1.0) == BatchOutcome()
     planner.on_heads(Heads(((C, 4), (A, 9))))
     assert [(w.feed, w.first, w.last) for w in planner.next_requests(1.0)] == [(C, 3, 4)]
-    assert [feed for feed, _ in planner.hello()[0].heads] == [C]
+    assert [feed for feed, _ in planner.hello()[0].heads] == sorted([B, C])
 
 
 def test_replication_scope_walks_follows_by_hops_and_never_through_a_block() -> None:
