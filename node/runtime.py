@@ -1,0 +1,706 @@
+"""The networked node: store, identity, TCP listener, router, sync and DHT.
+
+:func:`open_node` starts a :class:`Node` in a trio nursery and stops it when
+the block ends. The node:
+
+- listens on TCP; every connection runs the torv handshake
+  (``gossip.channel``) and then a :class:`~gossip.peer.PeerConnection`;
+- drives the pure cores: the gossip router (heartbeat every second; entries
+  it delivers are judged and stored before the router may forward them) and
+  one sync planner per peer (catch-up of the feeds in the replication scope);
+- runs the DHT island (``node.discovery``) on UDP, by default on the same
+  port number as TCP, announcing its address and the feeds it provides, and
+  dials providers and known peers until it has enough of them;
+- calls the store from worker threads, one call at a time.
+
+Writing (``post``, ``follow``, ...) goes through :class:`~node.local.LocalNode`
+and is published at once; reading is the same as offline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import logging
+import random
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any, Final, TypeVar
+
+import trio
+
+from gossip.channel import secure_handshake
+from gossip.handshake import HandshakeFailed, TorvHandshake
+from gossip.peer import PeerConnection, PeerInfo
+from gossip.router import Delivery, Router, RouterParams, RouterStats, Verdict
+from gossip.sync import GapBuffer, SyncPlanner, answer, replication_scope
+from gossip.wire import (
+    SQUARE,
+    EntryBatch,
+    EntryMessage,
+    Heads,
+    RawEntry,
+    Want,
+    WireMessage,
+    feed_topic,
+)
+from storage import Entry, Store, StoredEntry
+from storage.entry import entry_id, parse_entry_untrusted
+from storage.errors import InvalidArgument, MalformedEntry
+
+from .discovery import Discovery, open_discovery
+from .local import LocalNode, Thread
+from .records import parse_address
+
+__all__ = [
+    "DEFAULT_NETWORK_KEY",
+    "EntryAdded",
+    "Node",
+    "NodeEvent",
+    "NodeOptions",
+    "NodeStatus",
+    "PeerDown",
+    "PeerUp",
+    "open_node",
+]
+
+log = logging.getLogger("torv.node")
+
+#: The network key of the public torv network (the Noise prologue).
+DEFAULT_NETWORK_KEY: Final = hashlib.sha256(b"torv public network, version 1").digest()
+_DIAL_TIMEOUT: Final = 5.0
+_EVENT_QUEUE: Final = 1000
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeOptions:
+    """How a node runs. Addresses are ``(host, port)``; port 0 picks a free one."""
+
+    listen: tuple[str, int] = ("127.0.0.1", 0)
+    #: UDP port of the DHT; ``None``: the TCP port number.
+    dht_port: int | None = None
+    #: Seed nodes: TCP and DHT (UDP) on the same port.
+    bootstrap: tuple[tuple[str, int], ...] = ()
+    network_key: bytes = DEFAULT_NETWORK_KEY
+    #: Subscribe to the square (all public posts); seed nodes do.
+    square: bool = False
+    #: Replicate follows of follows up to this many hops (1: just follows).
+    hops: int = 1
+    target_peers: int = 8
+    max_contacts_per_ip: int | None = 8
+    maintain_interval: float = 5.0
+    announce_interval: float = 600.0
+    router: RouterParams = field(default_factory=RouterParams)
+
+
+@dataclass(frozen=True, slots=True)
+class EntryAdded:
+    """An entry was stored (``source``: the peer it came from, ``None`` for our own)."""
+
+    entry_id: bytes
+    author: bytes
+    seq: int
+    kind: str
+    source: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class PeerUp:
+    info: PeerInfo
+
+
+@dataclass(frozen=True, slots=True)
+class PeerDown:
+    identity: bytes
+    reason: str
+
+
+NodeEvent = EntryAdded | PeerUp | PeerDown
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """A snapshot for ``torv status``."""
+
+    identity: bytes
+    listen: tuple[str, int]
+    dht: tuple[str, int]
+    peers: tuple[PeerInfo, ...]
+    dht_contacts: int
+    router: RouterStats
+    scope: int
+    sync: dict[bytes, tuple[int, int]]
+
+
+def _raw(entry: Entry) -> RawEntry:
+    return RawEntry(entry.header_bytes, entry.signature, entry.payload)
+
+
+def _topics(entry: Entry) -> tuple[str, ...]:
+    return (
+        (feed_topic(entry.author), SQUARE) if entry.kind == "post" else (feed_topic(entry.author),)
+    )
+
+
+class Node:
+    """A running node. Use :func:`open_node`; methods are called from trio."""
+
+    def __init__(
+        self,
+        local: LocalNode,
+        options: NodeOptions,
+        nursery: trio.Nursery,
+        discovery: Discovery,
+        listen: tuple[str, int],
+    ) -> None:
+        self.local = local
+        self.options = options
+        self.listen_address = listen
+        self._nursery = nursery
+        self._discovery = discovery
+        self._db_lock = trio.Lock()
+        self.router = Router(local.me, options.router, random.Random())
+        self._connections: dict[bytes, PeerConnection] = {}
+        self._planners: dict[bytes, SyncPlanner] = {}
+        self._wakers: dict[bytes, trio.Event] = {}
+        self._unregistered: dict[bytes, trio.Event] = {}
+        self._gaps = GapBuffer()
+        self._scope: frozenset[bytes] = frozenset()
+        self._subscribers: list[trio.MemorySendChannel[NodeEvent]] = []
+        self._deliveries_send, self._deliveries_receive = trio.open_memory_channel[Delivery](4096)
+        self._dialing: set[tuple[str, int]] = set()
+
+    @property
+    def me(self) -> bytes:
+        return self.local.me
+
+    @property
+    def store(self) -> Store:
+        return self.local.store
+
+    # --- the store, one call at a time in a worker thread --------------------
+
+    async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        async with self._db_lock:
+            return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+    # --- events ---------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def events(self) -> AsyncIterator[trio.MemoryReceiveChannel[NodeEvent]]:
+        """Subscribe to events (a slow reader misses events rather than stalling the node)."""
+        send, receive = trio.open_memory_channel[NodeEvent](_EVENT_QUEUE)
+        self._subscribers.append(send)
+        try:
+            yield receive
+        finally:
+            self._subscribers.remove(send)
+            send.close()
+
+    def _emit(self, event: NodeEvent) -> None:
+        for channel in self._subscribers:
+            with contextlib.suppress(trio.WouldBlock):
+                channel.send_nowait(event)
+
+    # --- the owner's API --------------------------------------------------------
+
+    async def _publish(self, entry: Entry) -> Entry:
+        now = trio.current_time()
+        self.router.publish(entry.id, EntryMessage(_topics(entry), _raw(entry)), now)
+        self._flush()
+        self._local_head(entry.author, entry.seq)
+        self._emit(EntryAdded(entry.id, entry.author, entry.seq, entry.kind, None))
+        return entry
+
+    async def post(
+        self, text: str, *, reply_to: bytes | None = None, cw: str | None = None
+    ) -> Entry:
+        """Post (or reply); stored before it is sent to anyone."""
+        return await self._publish(await self._db(self.local.post, text, reply_to=reply_to, cw=cw))
+
+    async def react(self, entry_id: bytes, emoji: str = "♥") -> Entry:
+        return await self._publish(await self._db(self.local.react, entry_id, emoji))
+
+    async def repost(self, entry_id: bytes) -> Entry:
+        return await self._publish(await self._db(self.local.repost, entry_id))
+
+    async def set_profile(self, *, name: str | None = None, bio: str | None = None) -> Entry:
+        return await self._publish(await self._db(self.local.set_profile, name=name, bio=bio))
+
+    async def delete(self, entry_id: bytes) -> Entry:
+        return await self._publish(await self._db(self.local.delete, entry_id))
+
+    async def _relation(
+        self, method: Callable[[bytes], Entry | None], feed: bytes
+    ) -> Entry | None:
+        entry = await self._db(method, feed)
+        if entry is not None:
+            await self._publish(entry)
+            await self._rescope()
+        return entry
+
+    async def follow(self, feed: bytes) -> Entry | None:
+        """Follow ``feed`` and start replicating it (``None``: already following)."""
+        return await self._relation(self.local.follow, feed)
+
+    async def unfollow(self, feed: bytes) -> Entry | None:
+        return await self._relation(self.local.unfollow, feed)
+
+    async def block(self, feed: bytes) -> Entry | None:
+        return await self._relation(self.local.block, feed)
+
+    async def unblock(self, feed: bytes) -> Entry | None:
+        return await self._relation(self.local.unblock, feed)
+
+    async def timeline(self, *, limit: int = 50) -> list[StoredEntry]:
+        return await self._db(self.local.timeline, limit=limit)
+
+    async def feed(self, feed: bytes, *, limit: int = 50) -> list[StoredEntry]:
+        return await self._db(self.store.feed, feed, limit=limit)
+
+    async def thread(self, entry_id: bytes) -> Thread:
+        return await self._db(self.local.thread, entry_id)
+
+    def peers(self) -> list[PeerInfo]:
+        return [connection.info for connection in self._connections.values()]
+
+    def status(self) -> NodeStatus:
+        sync: dict[bytes, tuple[int, int]] = {}
+        for planner in self._planners.values():
+            for feed, progress in planner.progress().items():
+                have, target = sync.get(feed, (progress.have, progress.target))
+                sync[feed] = (max(have, progress.have), max(target, progress.target))
+        return NodeStatus(
+            self.me,
+            self.listen_address,
+            self._discovery.address,
+            tuple(self.peers()),
+            len(self._discovery.contacts()),
+            self.router.stats(),
+            len(self._scope),
+            sync,
+        )
+
+    # --- replication scope and topics ------------------------------------------
+
+    def _compute_scope(self) -> frozenset[bytes]:
+        store, me = self.store, self.me
+        following: dict[bytes, list[bytes]] = {me: store.following(me)}
+        frontier = list(following[me])
+        for _ in range(self.options.hops - 1):
+            next_frontier = []
+            for feed in frontier:
+                if feed not in following:
+                    following[feed] = store.following(feed)
+                    next_frontier.extend(following[feed])
+            frontier = next_frontier
+        return replication_scope(me, following, hops=self.options.hops, blocked=store.blocking(me))
+
+    async def _rescope(self) -> None:
+        scope = await self._db(self._compute_scope)
+        heads = await self._db(lambda: {feed: self.store.latest_seq(feed) for feed in scope})
+        now = trio.current_time()
+        wanted = {feed_topic(feed) for feed in scope} | (
+            {SQUARE} if self.options.square else set()
+        )
+        for topic in self.router.joined - wanted:
+            self.router.leave(topic, now)
+        for topic in wanted - self.router.joined:
+            self.router.join(topic, now)
+        added = scope - self._scope
+        self._scope = scope
+        for peer, planner in self._planners.items():
+            planner.set_scope(scope, heads)
+            if added:
+                self._send_heads(peer, {feed: heads[feed] for feed in added})
+            self._wake(peer)
+        self._flush()
+
+    # --- the router -------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Carry out what the router asked for."""
+        for peer, message in self.router.drain():
+            connection = self._connections.get(peer)
+            if connection is not None:
+                connection.send(message)
+        for delivery in self.router.deliveries():
+            try:
+                self._deliveries_send.send_nowait(delivery)
+            except trio.WouldBlock:
+                self.router.validated(delivery.entry_id, Verdict.IGNORE, trio.current_time())
+        for peer, reason in self.router.disconnects():
+            connection = self._connections.get(peer)
+            if connection is not None:
+                connection.close(reason)
+
+    async def _heartbeats(self) -> None:
+        interval = self.options.router.heartbeat_interval
+        while True:
+            await trio.sleep(interval)
+            self.router.heartbeat(trio.current_time())
+            self._gaps.expire(trio.current_time())
+            self._flush()
+
+    async def _judge_deliveries(self) -> None:
+        async for delivery in self._deliveries_receive:
+            verdict = await self._judge(delivery)
+            self.router.validated(delivery.entry_id, verdict, trio.current_time())
+            self._flush()
+
+    async def _judge(self, delivery: Delivery) -> Verdict:
+        raw = delivery.message.entry
+        try:
+            entry = parse_entry_untrusted(raw.header, raw.signature, raw.payload)
+        except MalformedEntry:
+            return Verdict.REJECT
+        if entry.id != delivery.entry_id or set(delivery.message.topics) - set(_topics(entry)):
+            return Verdict.REJECT  # the topics must fit the entry
+        if entry.author not in self._scope:
+            return Verdict.IGNORE
+        report = await self._db(self.store.ingest, [entry])
+        if report.rejected:
+            error = report.rejected[0][1]
+            if error.problem == "gap":
+                head = await self._db(self.store.latest_seq, entry.author)
+                self._gaps.add(entry.author, entry.seq, raw, trio.current_time(), head=head)
+                for planner in self._planners.values():
+                    planner.on_gap(entry.author, head + 1, entry.seq - 1)
+                self._wake_all()
+                return Verdict.IGNORE
+            return Verdict.REJECT
+        if report.stored:
+            self._local_head(entry.author, entry.seq)
+            self._emit(EntryAdded(entry.id, entry.author, entry.seq, entry.kind, delivery.peer))
+        return Verdict.ACCEPT
+
+    def _local_head(self, feed: bytes, seq: int) -> None:
+        for planner in self._planners.values():
+            planner.on_local_head(feed, seq)
+
+    # --- peers ----------------------------------------------------------------------
+
+    async def _serve(self, stream: trio.SocketStream) -> None:
+        try:
+            address = "{}:{}".format(*stream.socket.getpeername()[:2])
+        except OSError:
+            address = "?"
+        handshake = TorvHandshake(
+            initiator=False,
+            identity=self.local.signing_key(),
+            network_key=self.options.network_key,
+        )
+        await self._session(stream, handshake, address, outbound=False)
+
+    async def dial(self, host: str, port: int, expected: bytes | None = None) -> bool:
+        """Connect to a peer; True once its session has started (or was already there)."""
+        target = (host, port)
+        if target in self._dialing:
+            return False
+        self._dialing.add(target)
+        try:
+            with trio.move_on_after(_DIAL_TIMEOUT):
+                stream = await trio.open_tcp_stream(host, port)
+                started = trio.Event()
+                handshake = TorvHandshake(
+                    initiator=True,
+                    identity=self.local.signing_key(),
+                    network_key=self.options.network_key,
+                    expected=expected,
+                )
+                self._nursery.start_soon(
+                    self._session, stream, handshake, f"{host}:{port}", True, started
+                )
+                await started.wait()
+                return any(c.info.address == f"{host}:{port}" for c in self._connections.values())
+            return False
+        except OSError as exc:
+            log.info("could not reach %s:%d: %s", host, port, exc)
+            return False
+        finally:
+            self._dialing.discard(target)
+
+    async def _session(
+        self,
+        stream: trio.abc.Stream,
+        handshake: TorvHandshake,
+        address: str,
+        outbound: bool,
+        started: trio.Event | None = None,
+    ) -> None:
+        try:
+            try:
+                secure = await secure_handshake(stream, handshake)
+            except HandshakeFailed as exc:
+                log.info("handshake with %s failed: %s", address, exc)
+                return
+            peer = secure.remote_identity
+            blocked = await self._db(self.store.blocking, self.me)
+            if peer == self.me or peer in blocked:
+                log.info("refused a session with %s", peer.hex()[:16])
+                return
+            existing = self._connections.get(peer)
+            if existing is not None:
+                # Two nodes that dial each other at once must keep the same
+                # connection: the one dialled by the smaller identity.
+                smaller = min(self.me, peer)
+                if (self.me if outbound else peer) != smaller or (
+                    self.me if existing.info.outbound else peer
+                ) == smaller:
+                    return
+                existing.close("replaced by the connection the other side dialled")
+                await self._unregistered[peer].wait()
+            connection = PeerConnection(secure, address=address, outbound=outbound)
+            await self._run_peer(connection, started)
+        finally:
+            if started is not None:
+                started.set()
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
+
+    async def _run_peer(self, connection: PeerConnection, started: trio.Event | None) -> None:
+        peer = connection.identity
+        now = trio.current_time()
+        heads = await self._db(lambda: {feed: self.store.latest_seq(feed) for feed in self._scope})
+        planner = SyncPlanner(self._scope, heads)
+        self._connections[peer] = connection
+        self._planners[peer] = planner
+        self._wakers[peer] = trio.Event()
+        self._unregistered[peer] = gone = trio.Event()
+        self.router.add_peer(peer, now)
+        if started is not None:
+            started.set()
+        if connection.info.outbound:
+            await self._db(self.store.remember_peer, peer, [connection.info.address])
+        log.info("peer up: %s at %s", peer.hex()[:16], connection.info.address)
+        self._emit(PeerUp(connection.info))
+        for message in planner.hello():
+            connection.send(message)
+        self._flush()
+        reason = "?"
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._sync_loop, peer, planner, connection)
+                reason = await connection.run(self._on_message)
+                nursery.cancel_scope.cancel()
+        finally:
+            del self._connections[peer], self._planners[peer], self._wakers[peer]
+            del self._unregistered[peer]
+            self.router.remove_peer(peer, trio.current_time())
+            gone.set()
+            log.info("peer down: %s (%s)", peer.hex()[:16], reason)
+            self._emit(PeerDown(peer, reason))
+
+    def _wake(self, peer: bytes) -> None:
+        waker = self._wakers.get(peer)
+        if waker is not None:
+            waker.set()
+
+    def _wake_all(self) -> None:
+        for peer in self._wakers:
+            self._wake(peer)
+
+    def _send_heads(self, peer: bytes, heads: dict[bytes, int]) -> None:
+        connection = self._connections.get(peer)
+        if connection is not None and heads:
+            pairs = sorted(heads.items())
+            for start in range(0, len(pairs), 2048):
+                connection.send(Heads(tuple(pairs[start : start + 2048])))
+
+    async def _sync_loop(
+        self, peer: bytes, planner: SyncPlanner, connection: PeerConnection
+    ) -> None:
+        while True:
+            now = trio.current_time()
+            for problem in planner.expire(now):
+                log.info("sync with %s: %s", peer.hex()[:16], problem)
+            for want in planner.next_requests(now):
+                connection.send(want)
+            waker = self._wakers[peer] = trio.Event()
+            deadline = planner.next_deadline()
+            with trio.move_on_at(deadline if deadline is not None else now + 5.0):
+                await waker.wait()
+
+    async def _on_message(self, connection: PeerConnection, message: WireMessage) -> None:
+        peer = connection.identity
+        now = trio.current_time()
+        if isinstance(message, EntryMessage):
+            raw = message.entry
+            self.router.handle_entry(peer, entry_id(raw.header, raw.signature), message, now)
+        elif isinstance(message, Heads):
+            planner = self._planners.get(peer)
+            if planner is not None:
+                planner.on_heads(message)
+                self._wake(peer)
+            await self._answer_heads(peer, message)
+        elif isinstance(message, Want):
+            await self._serve_want(connection, message)
+        elif isinstance(message, EntryBatch):
+            await self._on_batch(peer, message)
+        else:
+            self.router.handle(peer, message, now)
+        self._flush()
+
+    async def _answer_heads(self, peer: bytes, message: Heads) -> None:
+        # Tell the peer where we are ahead, so it can ask (a follow made
+        # during the connection learns our offer this way).
+        ours = await self._db(
+            lambda: {feed: self.store.latest_seq(feed) for feed, _ in message.heads}
+        )
+        ahead = {
+            feed: ours[feed]
+            for feed, seq in message.heads
+            if ours[feed] > seq and feed in self._scope
+        }
+        self._send_heads(peer, ahead)
+
+    async def _serve_want(self, connection: PeerConnection, want: Want) -> None:
+        if want.feed not in self._scope:
+            connection.send(EntryBatch(want.request, (), True))
+            return
+
+        def read() -> list[RawEntry]:
+            count = want.last - want.first + 1
+            return [
+                _raw(stored.entry)
+                for stored in islice(self.store.log(want.feed, from_seq=want.first), count * 2)
+                if stored.entry.seq <= want.last
+            ]
+
+        connection.send(answer(want, await self._db(read)))
+
+    async def _on_batch(self, peer: bytes, batch: EntryBatch) -> None:
+        planner = self._planners.get(peer)
+        if planner is None:
+            return
+        outcome = planner.on_batch(batch, trio.current_time())
+        for problem in outcome.problems:
+            log.info("sync with %s: %s", peer.hex()[:16], problem)
+        for seq, raw in outcome.preview:
+            head = await self._db(self.store.latest_seq, outcome.feed)
+            assert outcome.feed is not None
+            self._gaps.add(outcome.feed, seq, raw, trio.current_time(), head=head)
+        if outcome.feed is None or not outcome.entries:
+            self._wake(peer)
+            return
+        feed = outcome.feed
+        await self._ingest_raw(list(outcome.entries), peer)
+        latest = await self._db(self.store.latest_seq, feed)
+        # Entries held ahead of the gap may fit now.
+        ready = self._gaps.ready(feed, latest)
+        if ready:
+            await self._ingest_raw(ready, None)
+            latest = await self._db(self.store.latest_seq, feed)
+        for problem in planner.on_ingested(feed, latest):
+            log.info("sync with %s: %s", peer.hex()[:16], problem)
+        self._local_head(feed, latest)
+        self._wake(peer)
+
+    async def _ingest_raw(self, raws: Sequence[RawEntry], source: bytes | None) -> None:
+        entries: list[Entry] = []
+        for raw in raws:
+            try:
+                entries.append(parse_entry_untrusted(raw.header, raw.signature, raw.payload))
+            except MalformedEntry:
+                break
+        if not entries:
+            return
+        report = await self._db(self.store.ingest, entries)
+        rejected = {index for index, _ in report.rejected}
+        for index, entry in enumerate(entries):
+            if index not in rejected:
+                self._emit(EntryAdded(entry.id, entry.author, entry.seq, entry.kind, source))
+
+    # --- staying connected ---------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        next_announce = 0.0
+        while True:
+            now = trio.current_time()
+            if now >= next_announce:
+                await self._announce()
+                next_announce = now + self.options.announce_interval
+            if len(self._connections) < self.options.target_peers:
+                await self._find_peers()
+            contacts = self._discovery.contacts()
+            if contacts:
+                await self._db(self.store.remember_dht_contacts, contacts)
+            await trio.sleep(self.options.maintain_interval)
+
+    async def _announce(self) -> None:
+        host, port = self.listen_address
+        address = f"{host}:{port}"
+        with contextlib.suppress(Exception):
+            await self._discovery.announce([address])
+            for feed in sorted(self._scope)[:64]:
+                await self._discovery.announce_provider(feed, [address])
+
+    async def _find_peers(self) -> None:
+        candidates: list[tuple[str, int]] = list(self.options.bootstrap)
+        for peer in await self._db(self.store.known_peers, limit=32):
+            if peer.identity not in self._connections:
+                for address in peer.addresses[:1]:
+                    with contextlib.suppress(InvalidArgument):
+                        candidates.append(parse_address(address))
+        for feed in sorted(self._scope)[:16]:
+            for record in await self._discovery.find_providers(feed):
+                if record.identity not in self._connections and record.identity != self.me:
+                    with contextlib.suppress(InvalidArgument):
+                        candidates.append(parse_address(record.addresses[0]))
+        connected = {c.info.address for c in self._connections.values()}
+        mine = f"{self.listen_address[0]}:{self.listen_address[1]}"
+        for host, port in dict.fromkeys(candidates):
+            if len(self._connections) >= self.options.target_peers:
+                break
+            if f"{host}:{port}" in connected or f"{host}:{port}" == mine:
+                continue
+            self._nursery.start_soon(self.dial, host, port)
+
+
+@contextlib.asynccontextmanager
+async def open_node(local: LocalNode, options: NodeOptions | None = None) -> AsyncIterator[Node]:
+    """Run a node for ``local``'s identity and store until the block ends.
+
+    The TCP listener is bound first, then the DHT (by default on the same
+    port number over UDP), then the node starts its tasks. Raises
+    :class:`InvalidArgument` if an address cannot be bound; the signing key
+    is unlocked first, so a wrong passphrase fails before anything listens.
+    """
+    options = options or NodeOptions()
+    key = local.signing_key()
+    host, port = options.listen
+    try:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        raise InvalidArgument(f"cannot listen on {host}:{port}: {exc}") from exc
+    bound = listeners[0].socket.getsockname()
+    listen = (str(bound[0]), int(bound[1]))
+    dht_port = listen[1] if options.dht_port is None else options.dht_port
+    try:
+        async with (
+            open_discovery(
+                key, host=host, port=dht_port, max_contacts_per_ip=options.max_contacts_per_ip
+            ) as discovery,
+            trio.open_nursery() as nursery,
+        ):
+            node = Node(local, options, nursery, discovery, listen)
+            await node._rescope()
+            await nursery.start(trio.serve_listeners, node._serve, listeners)
+            nursery.start_soon(node._heartbeats)
+            nursery.start_soon(node._judge_deliveries)
+            contacts = [*options.bootstrap, *await node._db(local.store.dht_contacts)]
+            if contacts:
+                with trio.move_on_after(_DIAL_TIMEOUT):
+                    await discovery.bootstrap(contacts)
+            nursery.start_soon(node._maintain)
+            try:
+                yield node
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        for listener in listeners:
+            await trio.aclose_forcefully(listener)
