@@ -258,6 +258,103 @@ def cmd_verify(args: argparse.Namespace, out: _Output) -> None:
         )
 
 
+def cmd_run(args: argparse.Namespace, out: _Output) -> None:
+    import trio
+
+    from .home import parse_network_key
+    from .records import parse_address
+    from .runtime import DEFAULT_NETWORK_KEY, NodeOptions
+
+    home = _home(args)
+    config = home.load_config()
+    listen = parse_address(args.listen or config.listen or "0.0.0.0:4710", any_port=True)
+    bootstrap = tuple(parse_address(text) for text in (args.bootstrap or config.bootstrap))
+    if args.network_key:
+        network_key = parse_network_key(args.network_key)
+    else:
+        network_key = config.network_key or DEFAULT_NETWORK_KEY
+    options = NodeOptions(
+        listen=listen,
+        dht_port=args.dht_port,
+        bootstrap=bootstrap,
+        network_key=network_key,
+        square=args.square or config.square,
+        hops=config.hops if args.hops is None else args.hops,
+    )
+    _log_to_stderr(args.debug)
+    with _open(args) as local:
+        trio.run(_run_node, local, options, args.json)
+
+
+def _log_to_stderr(debug: bool) -> None:
+    import logging
+
+    logging.basicConfig(
+        format="%(asctime)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S", stream=sys.stderr
+    )
+    logging.getLogger("torv").setLevel(logging.DEBUG if debug else logging.INFO)
+    # The DHT package logs every unanswered datagram; that is normal on a network.
+    for noisy in ("kademlia", "rpcudp"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.CRITICAL)
+
+
+async def _run_node(local: LocalNode, options: Any, as_json: bool) -> None:
+    import logging
+    import signal
+
+    import trio
+
+    from .runtime import EntryAdded, PeerDown, PeerUp, open_node
+
+    log = logging.getLogger("torv.run")
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_node(local, options) as node, node.events() as events:
+            status = node.status()
+            line = {
+                "event": "started",
+                "feed": feed_id_to_text(node.me),
+                "listen": "{}:{}".format(*status.listen),
+                "dht": "{}:{}".format(*status.dht),
+            }
+            print(
+                json.dumps(line)
+                if as_json
+                else (
+                    f"torv node {line['feed']} listening on tcp {line['listen']}, "
+                    f"dht udp {line['dht']}"
+                ),
+                flush=True,
+            )
+
+            async def report() -> None:
+                async for event in events:
+                    if isinstance(event, PeerUp):
+                        direction = "outbound" if event.info.outbound else "inbound"
+                        log.info(
+                            "peer up %s at %s (%s)",
+                            short_feed_id(event.info.identity),
+                            event.info.address,
+                            direction,
+                        )
+                    elif isinstance(event, PeerDown):
+                        log.info("peer down %s: %s", short_feed_id(event.identity), event.reason)
+                    elif isinstance(event, EntryAdded) and event.source is not None:
+                        log.info(
+                            "entry %s seq %d of %s from %s",
+                            event.kind,
+                            event.seq,
+                            short_feed_id(event.author),
+                            short_feed_id(event.source),
+                        )
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(report)
+                async for signum in signals:
+                    log.info("%s: stopping", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break
+
+
 def cmd_demo(args: argparse.Namespace, out: _Output) -> None:
     from .demo import run_demo
 
@@ -357,6 +454,20 @@ def _parser() -> argparse.ArgumentParser:
     p = add("import", cmd_import, "check and store an export file (all or nothing)")
     p.add_argument("file", metavar="FILE")
     add("verify", cmd_verify, "re-check every stored entry")
+    p = add("run", cmd_run, "run the node: connect to peers and exchange entries")
+    p.add_argument("--listen", metavar="HOST:PORT", help="TCP address (default 0.0.0.0:4710)")
+    p.add_argument(
+        "--dht-port", type=_port, metavar="PORT", help="UDP port of the DHT (default: as TCP)"
+    )
+    p.add_argument(
+        "--bootstrap",
+        action="append",
+        metavar="HOST:PORT",
+        help="a seed node to join through (repeatable)",
+    )
+    p.add_argument("--network-key", metavar="HEX", help="join another network (64 hex digits)")
+    p.add_argument("--square", action="store_true", help="subscribe to all public posts")
+    p.add_argument("--hops", type=int, choices=range(4), help="replicate follows of follows")
     add("demo", cmd_demo, "generate a small community and show your timeline in it")
     return parser
 
@@ -368,6 +479,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if not 1 <= value <= 10_000:
         raise argparse.ArgumentTypeError("must be from 1 to 10000")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("a port is from 0 to 65535")
     return value
 
 

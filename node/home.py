@@ -22,8 +22,9 @@ from storage.errors import ConfigError, InvalidArgument
 
 from .files import read_small_text
 from .identity import FEED_ID_PREFIX, feed_id_from_text, feed_id_to_text
+from .records import parse_address
 
-__all__ = ["CONFIG_TEMPLATE", "Config", "Home", "default_data_dir"]
+__all__ = ["CONFIG_TEMPLATE", "Config", "Home", "default_data_dir", "parse_network_key"]
 
 _CONFIG_MAX: Final = 64 * 1024
 _MAX_PETNAME: Final = 64
@@ -34,6 +35,17 @@ CONFIG_TEMPLATE: Final = """\
 [timeline]
 # How many items `torv timeline` shows when --limit is not given.
 limit = 50
+
+[network]
+# Where `torv run` listens for peers (TCP) and, on the same port, the DHT (UDP).
+# listen = "0.0.0.0:4710"
+# Seed nodes to join through (HOST:PORT, TCP and UDP); known peers are
+# remembered, so seeds are only needed the first time.
+# bootstrap = ["192.0.2.10:4710"]
+# Replicate the follows of your follows too (1: only your follows).
+# hops = 1
+# Subscribe to the square, the stream of all public posts (seed nodes do).
+# square = false
 
 [petnames]
 # Your own names for feeds. They are shown instead of the names people give
@@ -58,6 +70,11 @@ class Config:
 
     timeline_limit: int = 50
     petnames: dict[bytes, str] = field(default_factory=dict)
+    listen: str | None = None
+    bootstrap: tuple[str, ...] = ()
+    hops: int = 1
+    square: bool = False
+    network_key: bytes | None = None
 
     @classmethod
     def parse(cls, text: str, *, source: str = "config.toml") -> Config:
@@ -66,7 +83,7 @@ class Config:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{source}: {exc}") from None
-        _only(data, {"timeline", "petnames"}, source, "")
+        _only(data, {"timeline", "petnames", "network"}, source, "")
         timeline = _table(data, "timeline", source)
         _only(timeline, {"limit"}, source, "timeline.")
         limit = timeline.get("limit", 50)
@@ -90,7 +107,41 @@ class Config:
             petnames[feed] = name
         if len(set(petnames.values())) != len(petnames):
             raise ConfigError(f"{source}: two feeds have the same petname")
-        return cls(timeline_limit=limit, petnames=petnames)
+        network = _table(data, "network", source)
+        _only(
+            network, {"listen", "bootstrap", "hops", "square", "network_key"}, source, "network."
+        )
+        listen = network.get("listen")
+        bootstrap = network.get("bootstrap", [])
+        hops = network.get("hops", 1)
+        square = network.get("square", False)
+        network_key = network.get("network_key")
+        try:
+            if listen is not None:
+                if not isinstance(listen, str):
+                    raise InvalidArgument("network.listen must be a string")
+                parse_address(listen, any_port=True)
+            if not isinstance(bootstrap, list) or len(bootstrap) > 64:
+                raise InvalidArgument("network.bootstrap must be a list of HOST:PORT")
+            for address in bootstrap:
+                parse_address(address if isinstance(address, str) else "")
+            if type(hops) is not int or not 0 <= hops <= 3:
+                raise InvalidArgument("network.hops must be a whole number from 0 to 3")
+            if type(square) is not bool:
+                raise InvalidArgument("network.square must be true or false")
+            if network_key is not None:
+                network_key = parse_network_key(network_key)
+        except InvalidArgument as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        return cls(
+            timeline_limit=limit,
+            petnames=petnames,
+            listen=listen,
+            bootstrap=tuple(bootstrap),
+            hops=hops,
+            square=square,
+            network_key=network_key,
+        )
 
     def petname_lookup(self, name: str) -> bytes | None:
         """The feed with petname ``name``, if any."""
@@ -98,6 +149,16 @@ class Config:
             if petname == name:
                 return feed
         return None
+
+
+def parse_network_key(text: object) -> bytes:
+    """A network key from its 64 hex digits; raise :class:`InvalidArgument`."""
+    if not isinstance(text, str) or len(text) != 64:
+        raise InvalidArgument("a network key is 64 hex digits")
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise InvalidArgument("a network key is 64 hex digits") from None
 
 
 def _only(table: dict[str, Any], allowed: set[str], source: str, prefix: str) -> None:

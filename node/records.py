@@ -99,10 +99,11 @@ def provider_key(feed: bytes) -> bytes:
     return b"torv/prov/" + feed
 
 
-def parse_address(text: str) -> tuple[str, int]:
+def parse_address(text: str, *, any_port: bool = False) -> tuple[str, int]:
     """``"host:port"`` (IPv4, or ``[IPv6]:port``) as (host, port).
 
-    Raises :class:`InvalidArgument` for anything else.
+    Port 0 ("any free port", for listening) only with ``any_port``. Raises
+    :class:`InvalidArgument` for anything else.
     """
     host, sep, port_text = text.rpartition(":")
     if not sep or not port_text.isdigit() or len(text) > _MAX_ADDRESS_TEXT:
@@ -113,7 +114,7 @@ def parse_address(text: str) -> tuple[str, int]:
     except ValueError:
         raise InvalidArgument(f"{text!r}: the host must be an IP address") from None
     port = int(port_text)
-    if not 1 <= port <= 65535:
+    if not (0 if any_port else 1) <= port <= 65535:
         raise InvalidArgument(f"{text!r}: the port must be 1 to 65535")
     return host, port
 

@@ -476,12 +476,12 @@ class Node:
             started.set()
         if connection.info.outbound:
             await self._db(self.store.remember_peer, peer, [connection.info.address])
-        log.info("peer up: %s at %s", peer.hex()[:16], connection.info.address)
+        log.debug("peer up: %s at %s", peer.hex()[:16], connection.info.address)
         self._emit(PeerUp(connection.info))
         for message in planner.hello():
             connection.send(message)
         self._flush()
-        reason = "?"
+        reason = "the node is stopping"
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._sync_loop, peer, planner, connection)
@@ -492,7 +492,7 @@ class Node:
             del self._unregistered[peer]
             self.router.remove_peer(peer, trio.current_time())
             gone.set()
-            log.info("peer down: %s (%s)", peer.hex()[:16], reason)
+            log.debug("peer down: %s (%s)", peer.hex()[:16], reason)
             self._emit(PeerDown(peer, reason))
 
     def _wake(self, peer: bytes) -> None:
