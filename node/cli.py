@@ -127,23 +127,53 @@ def cmd_id(args: argparse.Namespace, out: _Output) -> None:
         )
 
 
+def _write(
+    node: LocalNode, method: str, offline: Callable[[], Entry | None], **params: Any
+) -> Entry | None:
+    """Write through the running node (published at once), or offline into the store."""
+    from .control import ControlClient
+
+    client = ControlClient.connect(node.home)
+    if client is None:
+        return offline()
+    with client:
+        result = client.call(method, **params)
+    # The node committed the entry before it answered; read it from the store.
+    return None if result is None else node.store.get(result["id"]).entry
+
+
 def cmd_post(args: argparse.Namespace, out: _Output) -> None:
-    text = sys.stdin.read() if args.text == "-" else args.text
+    text = (sys.stdin.read() if args.text == "-" else args.text).rstrip("\n")
     with _open(args) as node:
         reply = node.resolve_entry(args.reply).entry.id if args.reply else None
-        entry = node.post(text.rstrip("\n"), reply_to=reply, cw=args.cw)
+        entry = _write(
+            node,
+            "post",
+            lambda: node.post(text, reply_to=reply, cw=args.cw),
+            text=text,
+            reply_to=reply,
+            cw=args.cw,
+        )
+        assert entry is not None
         _written(node, out, entry, "replied" if reply else "posted")
 
 
 def cmd_react(args: argparse.Namespace, out: _Output) -> None:
     with _open(args) as node:
         target = node.resolve_entry(args.entry).entry.id
-        _written(node, out, node.react(target, args.emoji), "reacted")
+        entry = _write(
+            node, "react", lambda: node.react(target, args.emoji), entry=target, emoji=args.emoji
+        )
+        assert entry is not None
+        _written(node, out, entry, "reacted")
 
 
 def cmd_repost(args: argparse.Namespace, out: _Output) -> None:
     with _open(args) as node:
-        _written(node, out, node.repost(node.resolve_entry(args.entry).entry.id), "reposted")
+        target = node.resolve_entry(args.entry).entry.id
+        entry = _write(node, "repost", lambda: node.repost(target), entry=target)
+        assert entry is not None
+        _written(node, out, entry, "reposted")
 
 
 def _relation(
@@ -152,7 +182,7 @@ def _relation(
     def command(args: argparse.Namespace, out: _Output) -> None:
         with _open(args) as node:
             feed = node.resolve_feed(args.feed)
-            entry = getattr(node, method)(feed)
+            entry = _write(node, method, lambda: getattr(node, method)(feed), feed=feed)
             name = node.display_name(feed)
             if entry is None:
                 out.record({"feed": feed_id_to_text(feed), "changed": False}, f"{already} {name}")
@@ -164,12 +194,100 @@ def _relation(
 
 def cmd_profile(args: argparse.Namespace, out: _Output) -> None:
     with _open(args) as node:
-        _written(node, out, node.set_profile(name=args.name, bio=args.bio), "profile updated:")
+        entry = _write(
+            node,
+            "profile",
+            lambda: node.set_profile(name=args.name, bio=args.bio),
+            name=args.name,
+            bio=args.bio,
+        )
+        assert entry is not None
+        _written(node, out, entry, "profile updated:")
 
 
 def cmd_delete(args: argparse.Namespace, out: _Output) -> None:
     with _open(args) as node:
-        _written(node, out, node.delete(node.resolve_entry(args.entry).entry.id), "deleted:")
+        target = node.resolve_entry(args.entry).entry.id
+        entry = _write(node, "delete", lambda: node.delete(target), entry=target)
+        assert entry is not None
+        _written(node, out, entry, "deleted:")
+
+
+def _node_status(node: LocalNode) -> dict[str, Any] | None:
+    from .control import ControlClient
+
+    client = ControlClient.connect(node.home)
+    if client is None:
+        return None
+    with client:
+        status: dict[str, Any] = client.call("status")
+    return status
+
+
+def cmd_status(args: argparse.Namespace, out: _Output) -> None:
+    with _open(args) as node:
+        status = _node_status(node)
+        feeds = node.store.feeds()
+        entries = node.store.count()
+        if status is None:
+            out.record(
+                {"running": False, "feed": feed_id_to_text(node.me), "entries": entries},
+                f"{feed_id_to_text(node.me)}\nnode: not running (start it with `torv run`)\n"
+                f"store: {entries} entries in {len(feeds)} feeds",
+            )
+            return
+        syncing = [(feed, have, target) for feed, have, target in status["sync"] if have < target]
+        lines = [
+            feed_id_to_text(node.me),
+            f"node: running, tcp {status['listen']}, dht udp {status['dht']}",
+            f"peers: {len(status['peers'])}, DHT contacts: {status['dht_contacts']},"
+            f" topics: {status['topics']}, feeds replicated: {status['scope']}",
+            f"store: {entries} entries in {len(feeds)} feeds",
+        ]
+        for feed, have, target in syncing:
+            done = have * 20 // max(target, 1)
+            lines.append(
+                f"  syncing {node.display_name(feed):<16} [{'#' * done}{'.' * (20 - done)}]"
+                f" {have}/{target}"
+            )
+        out.record(
+            {
+                "running": True,
+                "feed": feed_id_to_text(node.me),
+                "listen": status["listen"],
+                "dht": status["dht"],
+                "peers": len(status["peers"]),
+                "dht_contacts": status["dht_contacts"],
+                "entries": entries,
+                "syncing": [
+                    {"feed": feed_id_to_text(feed), "have": have, "target": target}
+                    for feed, have, target in syncing
+                ],
+            },
+            "\n".join(lines),
+        )
+
+
+def cmd_peers(args: argparse.Namespace, out: _Output) -> None:
+    with _open(args) as node:
+        status = _node_status(node)
+        if status is None:
+            raise InvalidArgument("the node is not running (start it with `torv run`)")
+        if not status["peers"] and not out.as_json:
+            print("(no peers)")
+        for peer in status["peers"]:
+            out.record(
+                {
+                    "feed": feed_id_to_text(peer["identity"]),
+                    "address": peer["address"],
+                    "direction": "outbound" if peer["outbound"] else "inbound",
+                    "uptime": round(peer["uptime"], 1),
+                    "score": round(peer["score"], 2),
+                },
+                f"{node.display_name(peer['identity']):<18} {peer['address']:<22}"
+                f" {'out' if peer['outbound'] else 'in ':<4} up {peer['uptime']:7.0f} s"
+                f"  score {peer['score']:6.2f}",
+            )
 
 
 def cmd_petname(args: argparse.Namespace, out: _Output) -> None:
@@ -454,6 +572,8 @@ def _parser() -> argparse.ArgumentParser:
     p = add("import", cmd_import, "check and store an export file (all or nothing)")
     p.add_argument("file", metavar="FILE")
     add("verify", cmd_verify, "re-check every stored entry")
+    add("status", cmd_status, "the node's state: running, peers, DHT, sync progress")
+    add("peers", cmd_peers, "the running node's peers")
     p = add("run", cmd_run, "run the node: connect to peers and exchange entries")
     p.add_argument("--listen", metavar="HOST:PORT", help="TCP address (default 0.0.0.0:4710)")
     p.add_argument(

@@ -93,6 +93,8 @@ class NodeOptions:
     target_peers: int = 8
     max_contacts_per_ip: int | None = 8
     maintain_interval: float = 5.0
+    #: Serve the local control API on ``control.sock`` in the data directory.
+    control: bool = True
     announce_interval: float = 600.0
     router: RouterParams = field(default_factory=RouterParams)
 
@@ -697,6 +699,11 @@ async def open_node(local: LocalNode, options: NodeOptions | None = None) -> Asy
                 with trio.move_on_after(_DIAL_TIMEOUT):
                     await discovery.bootstrap(contacts)
             nursery.start_soon(node._maintain)
+            if options.control:
+                # Imported here: the control API is built on this module.
+                from .control import serve_control
+
+                await nursery.start(serve_control, node, local.home)
             try:
                 yield node
             finally:

@@ -50,6 +50,19 @@ def _init(env: dict[str, str], home: Path) -> None:
     )
 
 
+def _cli(env: dict[str, str], home: Path, *args: str) -> str:
+    result = subprocess.run(
+        [TORV, "--data-dir", str(home), *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout
+
+
 def _run(env: dict[str, str], home: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [TORV, "run", "--data-dir", str(home), "--listen", "127.0.0.1:0", "--json", *extra],
@@ -77,6 +90,15 @@ def test_two_nodes_meet_through_a_seed_and_stop_cleanly(
         assert other.stderr is not None
         line = _line_matching(other.stderr, "peer up", deadline)
         assert "@" + started["feed"][5:13] in line
+        # CLI writes go through the running nodes and reach the peer at once.
+        _cli(env, other_home, "follow", started["feed"])
+        posted = json.loads(_cli(env, seed_home, "post", "hello from the seed", "--json"))
+        _line_matching(other.stderr, f"entry post seq {posted['seq']}", deadline)
+        timeline = _cli(env, other_home, "timeline", "--json").splitlines()
+        assert json.loads(timeline[0])["id"] == posted["id"]
+        status = _cli(env, other_home, "status")
+        assert "node: running" in status
+        assert "peers: 1" in status
         other.send_signal(signal.SIGINT)
         seed.send_signal(signal.SIGTERM)
         assert other.wait(timeout=30) == 0
