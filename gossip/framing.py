@@ -8,9 +8,10 @@ field cannot say more. :class:`FrameBuffer` is the sans-I/O reader.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Final
 
-__all__ = ["MAX_FRAME", "FrameBuffer", "encode_frame"]
+__all__ = ["MAX_FRAME", "FrameBuffer", "LengthPrefixed", "encode_frame"]
 
 MAX_FRAME: Final = 65535
 _LENGTH: Final = struct.Struct(">H")
@@ -23,28 +24,56 @@ def encode_frame(body: bytes) -> bytes:
     return _LENGTH.pack(len(body)) + body
 
 
-class FrameBuffer:
-    """Bytes in, whole frames out. Holds at most one frame and a header."""
+class LengthPrefixed:
+    """Bytes in, whole length-prefixed bodies out (sans I/O).
 
-    def __init__(self, initial: bytes = b"") -> None:
+    ``header`` is the length field's format; a length above ``max_body`` is
+    refused (``too_large(length)`` is raised) before its body is buffered, so
+    a peer cannot make the node hold more than one body and a header.
+    """
+
+    def __init__(
+        self,
+        header: struct.Struct,
+        max_body: int,
+        too_large: Callable[[int], Exception],
+        initial: bytes = b"",
+    ) -> None:
+        self._header = header
+        self._max_body = max_body
+        self._too_large = too_large
         self._buffer = bytearray(initial)
 
     def feed(self, data: bytes | bytearray) -> None:
         self._buffer += data
 
-    def next_frame(self) -> bytes | None:
-        """The next whole frame's body, or ``None`` until more bytes arrive."""
-        if len(self._buffer) < _LENGTH.size:
+    def next_body(self) -> bytes | None:
+        """The next whole body, or ``None`` until more bytes arrive."""
+        size = self._header.size
+        if len(self._buffer) < size:
             return None
-        (length,) = _LENGTH.unpack_from(self._buffer)
-        end = _LENGTH.size + length
+        length: int = self._header.unpack_from(self._buffer)[0]
+        if length > self._max_body:
+            raise self._too_large(length)
+        end = size + length
         if len(self._buffer) < end:
             return None
-        body = bytes(self._buffer[_LENGTH.size : end])
+        body = bytes(self._buffer[size:end])
         del self._buffer[:end]
         return body
 
     @property
     def pending(self) -> int:
-        """Bytes held that do not form a whole frame yet."""
+        """Bytes held that do not form a whole body yet."""
         return len(self._buffer)
+
+
+class FrameBuffer(LengthPrefixed):
+    """Frames: a 2-byte length cannot exceed :data:`MAX_FRAME`."""
+
+    def __init__(self, initial: bytes = b"") -> None:
+        super().__init__(_LENGTH, MAX_FRAME, ValueError, initial)
+
+    def next_frame(self) -> bytes | None:
+        """The next whole frame's body, or ``None`` until more bytes arrive."""
+        return self.next_body()

@@ -24,6 +24,8 @@ from storage.entry import MAX_HEADER_SIZE, SIGNATURE_SIZE
 from storage.errors import InvalidArgument, MalformedEntry, RemoteError
 from storage.payloads import MAX_PAYLOAD_SIZE
 
+from .framing import LengthPrefixed
+
 __all__ = [
     "MAX_IDS",
     "MAX_RANGE",
@@ -432,36 +434,16 @@ def decode_message_untrusted(data: bytes) -> WireMessage:
         raise BadMessage(f"{kind}: {exc}") from None
 
 
-class MessageBuffer:
+class MessageBuffer(LengthPrefixed):
     """Bytes of a secure stream in, whole message bodies out (sans I/O).
 
-    A length above :data:`MAX_WIRE_MESSAGE` is refused before its body is
-    buffered, so a peer cannot make the node hold more than one message.
+    A length above :data:`MAX_WIRE_MESSAGE` raises :class:`BadMessage` before
+    its body is buffered.
     """
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
+        super().__init__(_LENGTH, MAX_WIRE_MESSAGE, _too_large)
 
-    def feed(self, data: bytes | bytearray) -> None:
-        self._buffer += data
 
-    def next_body(self) -> bytes | None:
-        """The next whole message body, or ``None`` until more bytes arrive.
-
-        Raises :class:`BadMessage` for a length over the limit.
-        """
-        if len(self._buffer) < _LENGTH.size:
-            return None
-        length: int = _LENGTH.unpack_from(self._buffer)[0]
-        if length > MAX_WIRE_MESSAGE:
-            raise BadMessage(f"a message of {length} bytes is larger than {MAX_WIRE_MESSAGE}")
-        end = _LENGTH.size + length
-        if len(self._buffer) < end:
-            return None
-        body = bytes(self._buffer[_LENGTH.size : end])
-        del self._buffer[:end]
-        return body
-
-    @property
-    def pending(self) -> int:
-        return len(self._buffer)
+def _too_large(length: int) -> BadMessage:
+    return BadMessage(f"a message of {length} bytes is larger than {MAX_WIRE_MESSAGE}")

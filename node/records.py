@@ -211,20 +211,16 @@ def decode_record_untrusted(data: bytes, now: float) -> Record:
     return _check(value, now)
 
 
-def decode_value_untrusted(key: bytes, data: bytes, now: float) -> list[Record]:
-    """Check a whole DHT value stored under ``key``.
-
-    Under an address key: exactly one address record of that identity. Under
-    a provider key: a list of provider records for that feed, one per
-    provider. Raises :class:`BadRecord` if any part does not check out (a
-    value is all good or refused whole).
-    """
+def _unpack_value(data: bytes) -> Any:
     if len(data) > MAX_VALUE_SIZE:
         raise BadRecord(f"a value of {len(data)} bytes is larger than {MAX_VALUE_SIZE}")
     try:
-        value = canonical.unpack_untrusted(data, max_size=MAX_VALUE_SIZE, what="value")
+        return canonical.unpack_untrusted(data, max_size=MAX_VALUE_SIZE, what="value")
     except MalformedEntry as exc:
         raise BadRecord(str(exc)) from None
+
+
+def _check_value(key: bytes, value: Any, now: float) -> list[Record]:
     if key.startswith(b"torv/addr/"):
         record = _check(value, now)
         if record.kind != "addr" or address_key(record.identity) != key:
@@ -242,6 +238,17 @@ def decode_value_untrusted(key: bytes, data: bytes, now: float) -> list[Record]:
     raise BadRecord("not a torv DHT key")
 
 
+def decode_value_untrusted(key: bytes, data: bytes, now: float) -> list[Record]:
+    """Check a whole DHT value stored under ``key``.
+
+    Under an address key: exactly one address record of that identity. Under
+    a provider key: a list of provider records for that feed, one per
+    provider. Raises :class:`BadRecord` if any part does not check out (a
+    value is all good or refused whole).
+    """
+    return _check_value(key, _unpack_value(data), now)
+
+
 def key_digest(key: bytes) -> bytes:
     """The 20-byte DHT key of ``key``, as the ``kademlia`` package hashes keys."""
     return hashlib.sha1(key).digest()
@@ -254,12 +261,7 @@ def decode_value_for_digest_untrusted(digest: bytes, data: bytes, now: float) ->
     feed of a provider set); the value is accepted only if that key hashes to
     ``digest``. Raises :class:`BadRecord`.
     """
-    if len(data) > MAX_VALUE_SIZE:
-        raise BadRecord(f"a value of {len(data)} bytes is larger than {MAX_VALUE_SIZE}")
-    try:
-        value = canonical.unpack_untrusted(data, max_size=MAX_VALUE_SIZE, what="value")
-    except MalformedEntry as exc:
-        raise BadRecord(str(exc)) from None
+    value = _unpack_value(data)
     if isinstance(value, dict) and isinstance(value.get("id"), bytes):
         key = address_key(value["id"])
     elif isinstance(value, list) and value and isinstance(value[0], dict):
@@ -269,7 +271,7 @@ def decode_value_for_digest_untrusted(digest: bytes, data: bytes, now: float) ->
         raise BadRecord("not a torv DHT value")
     if key_digest(key) != digest:
         raise BadRecord("the value is not for this key")
-    return decode_value_untrusted(key, data, now)
+    return _check_value(key, value, now)
 
 
 def newer_address(held: Record | None, incoming: Record) -> bool:
