@@ -71,7 +71,7 @@ async def _run(count: int, lookups: int, seed: int) -> None:
             times.append((time.perf_counter() - began) * 1000)
             expected = f"{target.address[0]}:{target.address[1]}"
             found += record is not None and record.addresses == (expected,)
-        contacts = statistics.mean(len(node.contacts()) for node in nodes)
+        contacts = statistics.mean([len(await node.contacts()) for node in nodes])
         print(f"lookups: {found}/{lookups} found ({100 * found / lookups:.1f}%, target 100%)")
         p50, p99 = _percentile(times, 0.5), _percentile(times, 0.99)
         print(

@@ -433,21 +433,29 @@ class Discovery:
         """Valid provider records of ``feed`` (possibly empty)."""
         return await self._lookup(provider_key(feed))
 
-    def contacts(self) -> list[tuple[str, int]]:
-        """The DHT nodes in the routing table."""
-        protocol = self._server.protocol
-        if protocol is None:
-            return []
-        return [
-            (node.ip, node.port)
-            for bucket in protocol.router.buckets
-            for node in bucket.get_nodes()
-        ]
+    async def contacts(self) -> list[tuple[str, int]]:
+        """The DHT nodes in the routing table (read on the island, which owns it)."""
 
-    def stats(self) -> DhtStats:
-        return DhtStats(
-            len(self.contacts()), len(self._server.storage), dict(self._server.counters)
-        )
+        async def read() -> list[tuple[str, int]]:
+            protocol = self._server.protocol
+            if protocol is None:
+                return []
+            return [
+                (node.ip, node.port)
+                for bucket in protocol.router.buckets
+                for node in bucket.get_nodes()
+            ]
+
+        return await self._island.call(read())
+
+    async def stats(self) -> DhtStats:
+        contacts = await self.contacts()
+
+        async def read() -> tuple[int, dict[str, int]]:
+            return len(self._server.storage), dict(self._server.counters)
+
+        stored, counters = await self._island.call(read())
+        return DhtStats(len(contacts), stored, counters)
 
 
 @contextlib.asynccontextmanager

@@ -175,6 +175,7 @@ class Node:
         self._subscribers: list[trio.MemorySendChannel[NodeEvent]] = []
         self._deliveries_send, self._deliveries_receive = trio.open_memory_channel[Delivery](4096)
         self._dialing: set[tuple[str, int]] = set()
+        self._dht_contacts = 0  # as of the last upkeep round
 
     @property
     def me(self) -> bytes:
@@ -281,7 +282,7 @@ class Node:
             self.listen_address,
             self._discovery.address,
             tuple(self.peers()),
-            len(self._discovery.contacts()),
+            self._dht_contacts,
             self.router.stats(),
             len(self._scope),
             sync,
@@ -626,20 +627,27 @@ class Node:
             if now >= next_announce:
                 await self._announce()
                 next_announce = now + self.options.announce_interval
-            if len(self._connections) < self.options.target_peers:
-                await self._find_peers()
-            contacts = self._discovery.contacts()
-            if contacts:
-                await self._db(self.store.remember_dht_contacts, contacts)
+            try:
+                if len(self._connections) < self.options.target_peers:
+                    await self._find_peers()
+                contacts = await self._discovery.contacts()
+            except Exception as exc:  # the DHT island must never end the node
+                log.info("DHT upkeep failed: %r", exc)
+            else:
+                self._dht_contacts = len(contacts)
+                if contacts:
+                    await self._db(self.store.remember_dht_contacts, contacts)
             await trio.sleep(self.options.maintain_interval)
 
     async def _announce(self) -> None:
         host, port = self.listen_address
         address = f"{host}:{port}"
-        with contextlib.suppress(Exception):
+        try:
             await self._discovery.announce([address])
             for feed in sorted(self._scope)[:64]:
                 await self._discovery.announce_provider(feed, [address])
+        except Exception as exc:  # the DHT island must never end the node
+            log.info("DHT announce failed: %r", exc)
 
     async def _find_peers(self) -> None:
         candidates: list[tuple[str, int]] = list(self.options.bootstrap)
@@ -697,7 +705,10 @@ async def open_node(local: LocalNode, options: NodeOptions | None = None) -> Asy
             contacts = [*options.bootstrap, *await node._db(local.store.dht_contacts)]
             if contacts:
                 with trio.move_on_after(_DIAL_TIMEOUT):
-                    await discovery.bootstrap(contacts)
+                    try:
+                        await discovery.bootstrap(contacts)
+                    except Exception as exc:  # a seed's DHT answer must never end the node
+                        log.info("DHT bootstrap failed: %r", exc)
             nursery.start_soon(node._maintain)
             if options.control:
                 # Imported here: the control API is built on this module.

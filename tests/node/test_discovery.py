@@ -81,18 +81,18 @@ async def test_garbage_datagrams_and_forged_stores_do_not_stop_a_node() -> None:
             assert await nodes[1].announce(["127.0.0.1:7101"])
             found = await nodes[2].find_peer(nodes[1].identity)
             assert found is not None
-            counters = target.stats().counters
+            counters = (await target.stats()).counters
             assert counters["dropped: bad size"] == 3
             assert counters["dropped: malformed request"] == 3
             assert counters["refused: store"] == 1
             assert sum(n for name, n in counters.items() if name.startswith("dropped: ")) == 7
             # Only the real record is held, never the forged one.
-            assert target.stats().stored_keys <= 1
+            assert (await target.stats()).stored_keys <= 1
 
 
 @pytest.mark.trio
 async def test_contacts_from_one_ip_are_capped() -> None:
     with trio.fail_after(60):
         async with swarm(6, max_contacts_per_ip=2) as nodes:
-            assert len(nodes[0].contacts()) <= 2
-            assert nodes[0].stats().counters.get("refused: contacts per ip", 0) >= 1
+            assert len(await nodes[0].contacts()) <= 2
+            assert (await nodes[0].stats()).counters.get("refused: contacts per ip", 0) >= 1
