@@ -583,10 +583,10 @@ class Node:
         outcome = planner.on_batch(batch, trio.current_time())
         for problem in outcome.problems:
             log.info("sync with %s: %s", peer.hex()[:16], problem)
-        for seq, raw in outcome.preview:
+        if outcome.feed is not None and outcome.preview:
             head = await self._db(self.store.latest_seq, outcome.feed)
-            assert outcome.feed is not None
-            self._gaps.add(outcome.feed, seq, raw, trio.current_time(), head=head)
+            for seq, raw in outcome.preview:
+                self._gaps.add(outcome.feed, seq, raw, trio.current_time(), head=head)
         if outcome.feed is None or not outcome.entries:
             self._wake(peer)
             return

@@ -126,14 +126,18 @@ class Swarm:
         self, node: Node, condition: Callable[[], bool], timeout: float, message: str
     ) -> None:
         # Subscribe first, then check, then wait for events: no event can slip
-        # between the check and the wait.
+        # between the check and the wait. A busy node may drop events for a
+        # slow reader, so the queue is drained before each check and the
+        # condition is checked at least once a second as well.
         with trio.move_on_after(timeout):
             async with node.events() as events:
-                if await node._db(condition):
-                    return
-                async for _ in events:
-                    if await node._db(condition):
-                        return
+                while not await node._db(condition):
+                    with trio.move_on_after(1.0):
+                        await events.receive()
+                    with contextlib.suppress(trio.WouldBlock):
+                        while True:
+                            events.receive_nowait()
+                return
         raise SwarmTimeout(message)
 
 
