@@ -144,8 +144,16 @@ async def _call(node: Node, method: str, params: dict[str, Any]) -> Any:
 
 
 def _event(event: Any) -> dict[str, Any]:
-    from .runtime import EntryAdded, PeerDown, PeerUp
+    from .runtime import EntryAdded, PeerDown, PeerUp, SyncProgress
 
+    if isinstance(event, SyncProgress):
+        return {
+            "type": "sync",
+            "feed": event.feed,
+            "peer": event.peer,
+            "have": event.have,
+            "target": event.target,
+        }
     if isinstance(event, EntryAdded):
         return {
             "type": "entry",

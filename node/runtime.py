@@ -63,6 +63,7 @@ __all__ = [
     "NodeStatus",
     "PeerDown",
     "PeerUp",
+    "SyncProgress",
     "open_node",
 ]
 
@@ -121,7 +122,17 @@ class PeerDown:
     reason: str
 
 
-NodeEvent = EntryAdded | PeerUp | PeerDown
+@dataclass(frozen=True, slots=True)
+class SyncProgress:
+    """Catch-up of ``feed`` from ``peer``: ``have`` of ``target`` entries held."""
+
+    feed: bytes
+    peer: bytes
+    have: int
+    target: int
+
+
+NodeEvent = EntryAdded | PeerUp | PeerDown | SyncProgress
 
 
 @dataclass(frozen=True, slots=True)
@@ -601,6 +612,9 @@ class Node:
         for problem in planner.on_ingested(feed, latest):
             log.info("sync with %s: %s", peer.hex()[:16], problem)
         self._local_head(feed, latest)
+        progress = planner.progress().get(feed)
+        if progress is not None:
+            self._emit(SyncProgress(feed, peer, latest, max(progress.target, latest)))
         self._wake(peer)
 
     async def _ingest_raw(self, raws: Sequence[RawEntry], source: bytes | None) -> None:

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gossip.channel import SecureStream, secure_handshake
 from gossip.handshake import TorvHandshake
 from gossip.wire import EntryMessage, RawEntry, Subscribe, encode_message, feed_topic
-from node.runtime import PeerDown
+from node.runtime import PeerDown, SyncProgress
 from node.testing import TEST_NETWORK_KEY, open_swarm
 from storage import Post, create_entry
 
@@ -47,6 +47,16 @@ async def test_a_node_offline_during_posts_catches_up_on_reconnect() -> None:
             follower = await swarm.start(
                 1, replace(swarm.options, bootstrap=(author.listen_address,))
             )
+            # Subscribed right after the start, before the first batch can arrive.
+            progress: list[int] = []
+            async with follower.events() as events:
+                async for event in events:
+                    if isinstance(event, SyncProgress) and event.feed == author.me:
+                        progress.append(event.have)
+                        if event.have >= last.seq:
+                            break
+            assert progress == sorted(progress)
+            assert len(progress) >= 2  # more than one batch
             await swarm.wait_for_seq(1, author.me, last.seq, timeout=60)
             timeline = await follower.timeline(limit=5)
             assert timeline[0].entry.id == last.id
