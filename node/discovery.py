@@ -58,6 +58,11 @@ from .records import (
 __all__ = ["Discovery", "HardenedProtocol", "RecordStorage", "open_discovery"]
 
 log = logging.getLogger("torv.discovery")
+# The package logs every unanswered datagram, which is normal on a network.
+# Without a handler Python prints warnings to stderr: give its loggers one
+# that drops them, unless the application configures logging itself.
+for _package in ("kademlia", "rpcudp"):
+    logging.getLogger(_package).addHandler(logging.NullHandler())
 
 #: rpcudp refuses to send more than 8 KiB of arguments; nothing larger is ours.
 MAX_DATAGRAM: Final = 8192 + 64
