@@ -457,8 +457,13 @@ class Node:
             if peer == self.me or peer in blocked:
                 log.info("refused a session with %s", peer.hex()[:16])
                 return
-            existing = self._connections.get(peer)
-            if existing is not None:
+            # Read before the check: nothing may await between the check and
+            # the registration in _run_peer, or two sessions with one peer
+            # both register (and the router refuses the second).
+            heads = await self._db(
+                lambda: {feed: self.store.latest_seq(feed) for feed in self._scope}
+            )
+            while (existing := self._connections.get(peer)) is not None:
                 # Two nodes that dial each other at once must keep the same
                 # connection: the one dialled by the smaller identity.
                 smaller = min(self.me, peer)
@@ -469,17 +474,18 @@ class Node:
                 existing.close("replaced by the connection the other side dialled")
                 await self._unregistered[peer].wait()
             connection = PeerConnection(secure, address=address, outbound=outbound)
-            await self._run_peer(connection, started)
+            await self._run_peer(connection, started, heads)
         finally:
             if started is not None:
                 started.set()
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
 
-    async def _run_peer(self, connection: PeerConnection, started: trio.Event | None) -> None:
+    async def _run_peer(
+        self, connection: PeerConnection, started: trio.Event | None, heads: dict[bytes, int]
+    ) -> None:
         peer = connection.identity
         now = trio.current_time()
-        heads = await self._db(lambda: {feed: self.store.latest_seq(feed) for feed in self._scope})
         planner = SyncPlanner(self._scope, heads)
         self._connections[peer] = connection
         self._planners[peer] = planner
