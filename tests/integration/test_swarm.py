@@ -133,3 +133,18 @@ async def test_garbage_on_the_tcp_and_udp_ports_does_not_stop_a_node() -> None:
             entry = await target.post("unbothered")
             await swarm.wait_for_entry(1, entry.id, timeout=20)
             assert target.status().peers
+
+
+@pytest.mark.trio
+async def test_nodes_dialling_each_other_at_once_keep_one_connection() -> None:
+    with trio.fail_after(60):
+        async with open_swarm(1) as swarm:
+            for _ in range(5):
+                left, right = await swarm.add(), await swarm.add()
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(left.dial, *right.listen_address)
+                    nursery.start_soon(right.dial, *left.listen_address)
+                await swarm.wait_for_peer(len(swarm.nodes) - 2, right.me, timeout=20)
+                await swarm.wait_for_peer(len(swarm.nodes) - 1, left.me, timeout=20)
+                assert [p.identity for p in left.peers()].count(right.me) == 1
+                assert [p.identity for p in right.peers()].count(left.me) == 1
