@@ -272,12 +272,12 @@ def bad_block(name: str, what: str, key: Ed25519PrivateKey, header: bytes, paylo
 def non_canonical_blocks(v: Vectors) -> list[str]:
     base = v.entries[1]
     assert base.payload is not None
-    value = msgpack.unpackb(base.payload, raw=False)
+    value = canonical.unpack_untrusted(base.payload, max_size=MAX_PAYLOAD_SIZE, what="payload")
     # Keys in the order a careless encoder might use: text, tags, cw.
     unsorted = msgpack.packb(
         {"text": value["text"], "tags": value["tags"], "cw": value["cw"]}, use_bin_type=True
     )
-    assert sorted(msgpack.unpackb(unsorted, raw=False)) == sorted(value)
+    assert sorted(msgpack.unpackb(unsorted, raw=False, strict_map_key=True)) == sorted(value)
     # The "cw" string as str 8 (0xd9, length byte) where a fixstr fits.
     cw = value["cw"].encode()
     short = msgpack.packb(value["cw"], use_bin_type=True)

@@ -46,8 +46,6 @@ class PeerConnection:
         self._outbox_send, self._outbox_receive = trio.open_memory_channel[bytes](SEND_QUEUE)
         self._closed = trio.Event()
         self._reason = ""
-        self.bytes_in = 0
-        self.bytes_out = 0
 
     @property
     def identity(self) -> bytes:
@@ -92,7 +90,6 @@ class PeerConnection:
                 if not data:
                     self.close("the peer closed the connection")
                     return
-                self.bytes_in += len(data)
                 buffer.feed(data)
                 while (body := buffer.next_body()) is not None:
                     await handler(self, decode_message_untrusted(body))
@@ -105,6 +102,5 @@ class PeerConnection:
         try:
             async for data in self._outbox_receive:
                 await self.stream.send_all(data)
-                self.bytes_out += len(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self.close(f"connection lost: {exc}")
