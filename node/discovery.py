@@ -13,6 +13,10 @@ The stock package is hardened by subclassing (DESIGN.md, Discovery):
   for their key (``node.records``), newest address record wins, provider sets
   merge, expired records vanish, and the number of keys is bounded. It never
   pickles anything (the package's ``save_state`` is not used).
+- Lookups ask every one of the k nodes nearest the key and merge what they
+  hold (:func:`merge_values`): the newest valid address record wins, provider
+  sets are united. The stock lookup stops at the first answers and returns
+  the value most of them hold, which may be stale or forged.
 - :class:`HardenedProtocol` drops oversize datagrams, checks every RPC's
   argument types and every response's shape, caps routing-table contacts per
   IP address, and republishes stored keys to new nodes under the right key
@@ -34,6 +38,7 @@ from typing import Any, Final, TypeVar
 
 import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from kademlia.crawling import RPCFindResponse, ValueSpiderCrawl
 from kademlia.network import Server
 from kademlia.node import Node
 from kademlia.protocol import KademliaProtocol
@@ -55,7 +60,7 @@ from .records import (
     sign_record,
 )
 
-__all__ = ["Discovery", "HardenedProtocol", "RecordStorage", "open_discovery"]
+__all__ = ["Discovery", "HardenedProtocol", "RecordStorage", "merge_values", "open_discovery"]
 
 log = logging.getLogger("torv.discovery")
 # The package logs every unanswered datagram, which is normal on a network.
@@ -83,13 +88,13 @@ class RecordStorage:
     def __init__(self, *, max_keys: int = MAX_STORED_KEYS, clock: Callable[[], float] = time.time):
         self._values: dict[bytes, tuple[list[Record], float]] = {}
         self._max_keys = max_keys
-        self._clock = clock
+        self.clock = clock
 
     def offer(self, digest: bytes, value: object) -> bool:
         """Store ``value`` under ``digest`` if it verifies; True if it was accepted."""
         if not isinstance(digest, bytes) or len(digest) != 20 or not isinstance(value, bytes):
             return False
-        now = self._clock()
+        now = self.clock()
         try:
             records = decode_value_for_digest_untrusted(digest, value, now)
         except BadRecord as exc:
@@ -129,7 +134,7 @@ class RecordStorage:
         return records[0].encoded if records[0].kind == "addr" else encode_provider_set(records)
 
     def get(self, digest: bytes, default: bytes | None = None) -> bytes | None:
-        records = self._current(digest, self._clock())
+        records = self._current(digest, self.clock())
         return default if records is None else self._encode(records)
 
     def __getitem__(self, digest: bytes) -> bytes:
@@ -139,14 +144,14 @@ class RecordStorage:
         return value
 
     def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
-        now = self._clock()
+        now = self.clock()
         for digest in list(self._values):
             records = self._current(digest, now)
             if records is not None:
                 yield digest, self._encode(records)
 
     def iter_older_than(self, seconds_old: float) -> Iterator[tuple[bytes, bytes]]:
-        now = self._clock()
+        now = self.clock()
         for digest, (_, stored) in list(self._values.items()):
             records = self._current(digest, now)
             if records is not None and now - stored >= seconds_old:
@@ -154,6 +159,63 @@ class RecordStorage:
 
     def __len__(self) -> int:
         return len(self._values)
+
+
+def merge_values(digest: bytes, values: Sequence[object], now: float) -> bytes | None:
+    """One value from what several DHT nodes returned for ``digest``.
+
+    Values that are not valid, current records for the key are dropped. Of
+    address records the newest (highest seq) wins; provider sets are merged
+    (:func:`merge_provider_sets`). ``None`` if nothing valid is left.
+    """
+    newest: Record | None = None
+    providers: list[Record] = []
+    for value in values:
+        if not isinstance(value, bytes):
+            continue
+        try:
+            records = decode_value_for_digest_untrusted(digest, value, now)
+        except BadRecord:
+            continue
+        if records[0].kind == "addr":
+            if newer_address(newest, records[0]):
+                newest = records[0]
+        else:
+            providers = merge_provider_sets(providers, records, now)
+    if newest is not None:
+        return newest.encoded
+    return encode_provider_set(providers) if providers else None
+
+
+class _MergingValueCrawl(ValueSpiderCrawl):  # type: ignore[misc]
+    """A value lookup that asks all of the k nearest nodes and merges their values."""
+
+    def __init__(self, *args: Any, local: bytes | None, clock: Callable[[], float]) -> None:
+        super().__init__(*args)
+        self._values: list[object] = [] if local is None else [local]
+        self._clock = clock
+
+    async def _nodes_found(self, responses: dict[bytes, Any]) -> bytes | None:
+        unreachable = []
+        for peer_id, answer in responses.items():
+            response = RPCFindResponse(answer)
+            if not response.happened():
+                unreachable.append(peer_id)
+            elif response.has_value():
+                self._values.append(response.get_value())
+            else:
+                self.nearest_without_value.push(self.nearest.get_node(peer_id))
+                self.nearest.push(response.get_node_list())
+        self.nearest.remove(unreachable)
+        if not self.nearest.have_contacted_all():
+            result: bytes | None = await self.find()
+            return result
+        merged = merge_values(self.node.id, self._values, self._clock())
+        # As the stock lookup does: the nearest node without the value gets it.
+        peer = self.nearest_without_value.popleft()
+        if merged is not None and peer is not None:
+            await self.protocol.call_store(peer, self.node.id, merged)
+        return merged
 
 
 def _is_node_id(value: object) -> bool:
@@ -304,6 +366,25 @@ class _TorvServer(Server):  # type: ignore[misc]
         self.storage = storage
         self.counters: Counter[str] = Counter()
         self._max_contacts_per_ip = max_contacts_per_ip
+
+    async def get(self, key: bytes) -> bytes | None:
+        """The merged value the network holds for ``key`` (:func:`merge_values`)."""
+        dkey = key_digest(key)
+        local = self.storage.get(dkey)
+        nearest = self.protocol.router.find_neighbors(Node(dkey))
+        if not nearest:
+            return local if isinstance(local, bytes) else None
+        crawl = _MergingValueCrawl(
+            self.protocol,
+            Node(dkey),
+            nearest,
+            self.ksize,
+            self.alpha,
+            local=local,
+            clock=self.storage.clock,
+        )
+        result: bytes | None = await crawl.find()
+        return result
 
     def _create_protocol(self) -> HardenedProtocol:
         return HardenedProtocol(

@@ -48,8 +48,9 @@ from gossip.wire import (
 )
 from storage import Entry, Store, StoredEntry
 from storage.entry import entry_id, parse_entry_untrusted
-from storage.errors import InvalidArgument, MalformedEntry
+from storage.errors import InvalidArgument, MalformedEntry, StorageError
 
+from .dialing import Backoff
 from .discovery import Discovery, open_discovery
 from .local import LocalNode, Thread
 from .records import parse_address
@@ -72,6 +73,8 @@ log = logging.getLogger("torv.node")
 #: The network key of the public torv network (the Noise prologue).
 DEFAULT_NETWORK_KEY: Final = hashlib.sha256(b"torv public network, version 1").digest()
 _DIAL_TIMEOUT: Final = 5.0
+_ANNOUNCE_PER_ROUND: Final = 64
+_LOOKUPS_PER_ROUND: Final = 4
 _EVENT_QUEUE: Final = 1000
 
 T = TypeVar("T")
@@ -186,6 +189,10 @@ class Node:
         self._subscribers: list[trio.MemorySendChannel[NodeEvent]] = []
         self._deliveries_send, self._deliveries_receive = trio.open_memory_channel[Delivery](4096)
         self._dialing: set[tuple[str, int]] = set()
+        self._backoff = Backoff()
+        #: Feeds whose provider record is not yet in the DHT (new in the scope).
+        self._unannounced: set[bytes] = set()
+        self._upkeep = trio.Event()
         self._dht_contacts = 0  # as of the last upkeep round
 
     @property
@@ -327,6 +334,11 @@ class Node:
             self.router.join(topic, now)
         added = scope - self._scope
         self._scope = scope
+        if added:
+            # Announce at once: followers of a feed find each other through
+            # its provider records, not only the author.
+            self._unannounced |= added
+            self._upkeep.set()
         for peer, planner in self._planners.items():
             planner.set_scope(scope, heads)
             if added:
@@ -411,11 +423,31 @@ class Node:
         await self._session(stream, handshake, address, outbound=False)
 
     async def dial(self, host: str, port: int, expected: bytes | None = None) -> bool:
-        """Connect to a peer; True once its session has started (or was already there)."""
+        """Connect to a peer; True once its session has started (or was already there).
+
+        With ``expected``, the handshake fails unless the peer proves that
+        identity. An address that fails is dialled again by the connection
+        manager only after a backoff (:class:`node.dialing.Backoff`).
+        """
         target = (host, port)
         if target in self._dialing:
             return False
         self._dialing.add(target)
+        connected = False
+        try:
+            connected = await self._dial(host, port, expected)
+            return connected
+        finally:
+            self._dialing.discard(target)
+            if connected:
+                self._backoff.succeeded(target)
+            else:
+                self._backoff.failed(target, trio.current_time())
+                if expected is not None:
+                    with contextlib.suppress(StorageError):
+                        await self._db(self.store.peer_failed, expected)
+
+    async def _dial(self, host: str, port: int, expected: bytes | None) -> bool:
         try:
             with trio.move_on_after(_DIAL_TIMEOUT):
                 stream = await trio.open_tcp_stream(host, port)
@@ -435,8 +467,6 @@ class Node:
         except OSError as exc:
             log.info("could not reach %s:%d: %s", host, port, exc)
             return False
-        finally:
-            self._dialing.discard(target)
 
     async def _session(
         self,
@@ -641,15 +671,19 @@ class Node:
     # --- staying connected ---------------------------------------------------------
 
     async def _maintain(self) -> None:
+        """The connection manager: announce, keep peers, fill thin meshes."""
         next_announce = 0.0
         while True:
             now = trio.current_time()
             if now >= next_announce:
-                await self._announce()
+                await self._announce(sorted(self._scope))
                 next_announce = now + self.options.announce_interval
+            elif self._unannounced:
+                await self._announce(sorted(self._unannounced))
             try:
-                if len(self._connections) < self.options.target_peers:
-                    await self._find_peers()
+                thin = self._thin_feeds()
+                if len(self._connections) < self.options.target_peers or thin:
+                    await self._find_peers(thin)
                 contacts = await self._discovery.contacts()
             except Exception as exc:  # the DHT island must never end the node
                 log.info("DHT upkeep failed: %r", exc)
@@ -657,38 +691,71 @@ class Node:
                 self._dht_contacts = len(contacts)
                 if contacts:
                     await self._db(self.store.remember_dht_contacts, contacts)
-            await trio.sleep(self.options.maintain_interval)
+            self._upkeep = trio.Event()
+            with trio.move_on_after(self.options.maintain_interval):
+                await self._upkeep.wait()
 
-    async def _announce(self) -> None:
+    async def _announce(self, feeds: Sequence[bytes]) -> None:
+        """Publish our address and that we provide ``feeds`` (at most 64 per round)."""
         host, port = self.listen_address
         address = f"{host}:{port}"
+        self._unannounced.difference_update(feeds[:_ANNOUNCE_PER_ROUND])
         try:
             await self._discovery.announce([address])
-            for feed in sorted(self._scope)[:64]:
+            for feed in feeds[:_ANNOUNCE_PER_ROUND]:
                 await self._discovery.announce_provider(feed, [address])
         except Exception as exc:  # the DHT island must never end the node
             log.info("DHT announce failed: %r", exc)
 
-    async def _find_peers(self) -> None:
-        candidates: list[tuple[str, int]] = list(self.options.bootstrap)
-        for peer in await self._db(self.store.known_peers, limit=32):
-            if peer.identity not in self._connections:
-                for address in peer.addresses[:1]:
+    def _thin_feeds(self) -> list[bytes]:
+        """Feeds (not our own) whose mesh has fewer than ``d_low`` peers, shuffled."""
+        d_low = self.options.router.d_low
+        thin = [
+            feed
+            for feed in self._scope
+            if feed != self.me and len(self.router.mesh(feed_topic(feed))) < d_low
+        ]
+        random.shuffle(thin)
+        return thin
+
+    async def _find_peers(self, thin: Sequence[bytes]) -> None:
+        """Dial candidates: first the providers of feeds whose mesh is thin (up
+        to twice the target peer count), then, below the target, seeds, the
+        address book and providers of other followed feeds."""
+        now = trio.current_time()
+        candidates: list[tuple[str, int, bytes | None]] = []
+        lookups = list(thin[:_LOOKUPS_PER_ROUND])
+        limit = self.options.target_peers * (2 if lookups else 1)
+        if len(self._connections) < self.options.target_peers:
+            candidates.extend((host, port, None) for host, port in self.options.bootstrap)
+            for peer in await self._db(self.store.known_peers, limit=32):
+                if peer.identity not in self._connections:
                     with contextlib.suppress(InvalidArgument):
-                        candidates.append(parse_address(address))
-        for feed in sorted(self._scope)[:16]:
+                        candidates.append((*parse_address(peer.addresses[0]), peer.identity))
+            if not lookups:
+                others = [feed for feed in self._scope if feed != self.me]
+                lookups = random.sample(others, min(len(others), _LOOKUPS_PER_ROUND))
+        found: list[tuple[str, int, bytes | None]] = []
+        for feed in lookups:
             for record in await self._discovery.find_providers(feed):
                 if record.identity not in self._connections and record.identity != self.me:
                     with contextlib.suppress(InvalidArgument):
-                        candidates.append(parse_address(record.addresses[0]))
+                        found.append((*parse_address(record.addresses[0]), record.identity))
+        candidates = found + candidates if thin else candidates + found
         connected = {c.info.address for c in self._connections.values()}
         mine = f"{self.listen_address[0]}:{self.listen_address[1]}"
-        for host, port in dict.fromkeys(candidates):
-            if len(self._connections) >= self.options.target_peers:
+        ready = set(self._backoff.filter(((h, p) for h, p, _ in candidates), now))
+        dialled: set[tuple[str, int]] = set()
+        for host, port, identity in candidates:
+            if len(self._connections) + len(dialled) >= limit:
                 break
-            if f"{host}:{port}" in connected or f"{host}:{port}" == mine:
+            address = f"{host}:{port}"
+            if (host, port) not in ready or (host, port) in dialled:
                 continue
-            self._nursery.start_soon(self.dial, host, port)
+            if address in connected or address == mine:
+                continue
+            dialled.add((host, port))
+            self._nursery.start_soon(self.dial, host, port, identity)
 
 
 @contextlib.asynccontextmanager

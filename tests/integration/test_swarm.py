@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gossip.channel import SecureStream, secure_handshake
 from gossip.handshake import TorvHandshake
 from gossip.wire import EntryMessage, RawEntry, Subscribe, encode_message, feed_topic
-from node.runtime import PeerDown, SyncProgress
+from node.runtime import NodeOptions, PeerDown, SyncProgress
 from node.testing import TEST_NETWORK_KEY, open_swarm
 from storage import Post, create_entry
 
@@ -72,6 +72,22 @@ async def test_a_restarted_node_with_no_seed_rejoins_from_its_address_book() -> 
             await swarm.stop(1)
             await swarm.start(1)  # no bootstrap at all
             await swarm.wait_for_peer(1, seed.me, timeout=30)
+
+
+@pytest.mark.trio
+async def test_a_new_follower_finds_other_followers_while_the_author_is_offline() -> None:
+    # Node 0 is a seed that replicates nothing; followers find each other only
+    # through the provider records they announce when they follow.
+    options = replace(NodeOptions(), maintain_interval=1.0)
+    with trio.fail_after(90):
+        async with open_swarm(4, options=options) as swarm:
+            author = swarm.nodes[1]
+            entry = await author.post("for whoever follows me")
+            await swarm.nodes[2].follow(author.me)
+            await swarm.wait_for_entry(2, entry.id, timeout=30)
+            await swarm.stop(1)
+            await swarm.nodes[3].follow(author.me)
+            await swarm.wait_for_entry(3, entry.id, timeout=60)
 
 
 async def _attacker(target_address: tuple[str, int]) -> tuple[SecureStream, bytes]:

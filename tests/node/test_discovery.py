@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -12,8 +13,16 @@ import trio
 import umsgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from node.discovery import Discovery, open_discovery
-from node.records import address_key, key_digest
+from node.discovery import Discovery, merge_values, open_discovery
+from node.records import (
+    address_key,
+    decode_record_untrusted,
+    decode_value_for_digest_untrusted,
+    encode_provider_set,
+    key_digest,
+    provider_key,
+    sign_record,
+)
 
 FEED = bytes(range(32))
 
@@ -96,3 +105,64 @@ async def test_contacts_from_one_ip_are_capped() -> None:
         async with swarm(6, max_contacts_per_ip=2) as nodes:
             assert len(await nodes[0].contacts()) <= 2
             assert (await nodes[0].stats()).counters.get("refused: contacts per ip", 0) >= 1
+
+
+def _address_record(owner: int, port: int, seq: int) -> bytes:
+    return sign_record(
+        _key(owner), addresses=(f"127.0.0.1:{port}",), seq=seq, expires=int(time.time()) + 600
+    )
+
+
+def test_merged_values_keep_the_newest_address_and_drop_bad_ones() -> None:
+    identity = _key(3).public_key().public_bytes_raw()
+    digest = key_digest(address_key(identity))
+    old, new = _address_record(3, 7000, 1), _address_record(3, 7001, 2)
+    other = _address_record(4, 7002, 9)  # valid, but for another key
+    merged = merge_values(digest, [old, b"\xc1garbage", new, other, old, 17], time.time())
+    assert merged == new
+    assert merge_values(digest, [b"", other, None], time.time()) is None
+
+
+def test_merged_provider_sets_unite_the_providers() -> None:
+    digest = key_digest(provider_key(FEED))
+    now = int(time.time())
+    sets = [
+        encode_provider_set(
+            [
+                decode_record_untrusted(
+                    sign_record(
+                        _key(n),
+                        addresses=(f"127.0.0.1:{7000 + n}",),
+                        seq=1,
+                        expires=now + 600,
+                        feed=FEED,
+                    ),
+                    now,
+                )
+            ]
+        )
+        for n in (1, 2, 3)
+    ]
+    merged = merge_values(digest, [sets[0], sets[1], sets[1], sets[2]], now)
+    assert merged is not None
+    records = decode_value_for_digest_untrusted(digest, merged, now)
+    assert {record.identity for record in records} == {
+        _key(n).public_key().public_bytes_raw() for n in (1, 2, 3)
+    }
+
+
+@pytest.mark.trio
+async def test_a_lookup_returns_the_newest_record_even_if_most_nodes_hold_an_older_one() -> None:
+    with trio.fail_after(60):
+        async with swarm(8, max_contacts_per_ip=None) as nodes:
+            identity = _key(4).public_key().public_bytes_raw()
+            digest = key_digest(address_key(identity))
+            old, new = _address_record(4, 7000, 1), _address_record(4, 7001, 2)
+            for node in nodes[:6]:
+                assert node._server.storage.offer(digest, old)
+            # Only one node has heard of the move: the stock lookup would
+            # return the value most nodes hold.
+            assert nodes[6]._server.storage.offer(digest, new)
+            found = await nodes[0].find_peer(identity)
+            assert found is not None
+            assert found.addresses == ("127.0.0.1:7001",)
