@@ -68,9 +68,10 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from storage import canonical
+import msgpack
+
 from storage.entry import MAX_HEADER_SIZE, MAX_SEQ, SIGNATURE_SIZE
-from storage.errors import InvalidArgument, MalformedEntry
+from storage.errors import InvalidArgument
 from storage.payloads import MAX_PAYLOAD_SIZE
 
 from .wire import MAX_HEADS, MAX_RANGE, MAX_WIRE_MESSAGE, EntryBatch, Heads, RawEntry, Want
@@ -251,11 +252,26 @@ def answer(
 def _peek_untrusted(raw: RawEntry) -> tuple[bytes, int] | None:
     """The author and seq an entry's header claims, or ``None`` if unreadable.
 
-    Nothing else is checked: the store checks the entry in full at ingest.
+    Nothing else is checked, not even that the encoding is canonical (which
+    would take several times as long as the rest of a batch's planning): the
+    store checks the entry in full at ingest, and refuses what passed here.
     """
+    header = raw.header
+    if len(header) > MAX_HEADER_SIZE:
+        return None
     try:
-        fields = canonical.unpack_untrusted(raw.header, max_size=MAX_HEADER_SIZE, what="header")
-    except MalformedEntry:
+        fields = msgpack.unpackb(
+            header,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            max_str_len=MAX_HEADER_SIZE,
+            max_bin_len=MAX_HEADER_SIZE,
+            max_array_len=MAX_HEADER_SIZE,
+            max_map_len=MAX_HEADER_SIZE,
+            max_ext_len=0,
+        )
+    except (ValueError, TypeError, OverflowError, RecursionError, msgpack.UnpackException):
         return None
     if not isinstance(fields, list) or len(fields) < 3:
         return None
@@ -561,18 +577,21 @@ class SyncPlanner:
     def on_ingested(self, feed: bytes, latest_seq: int) -> list[SyncProblem]:
         """The store's head of ``feed`` after ingesting an outcome's entries.
 
-        Call once for each :class:`BatchOutcome` that had entries, in order.
-        If the head falls short of the last entry handed out, the store
-        refused some of them: the feed is abandoned for this peer and a
-        :attr:`Fault.REJECTED` problem returned.
+        Call once for each :class:`BatchOutcome` that had entries, in order
+        (a driver may ingest several before it reports). If the head falls
+        short of the last entry handed out, the store refused some of them:
+        the feed is abandoned for this peer and a :attr:`Fault.REJECTED`
+        problem returned, once: outcomes handed out before the refusal was
+        known extend the refused entry, and are not judged again.
         """
         state = self._feeds.get(feed)
         if state is None:
             return []
         expected = state.expected.popleft() if state.expected else 0
-        self._advance(state, latest_seq)
+        self._advance(feed, state, latest_seq)
         if latest_seq >= expected:
             return []
+        state.expected.clear()
         self._abandon(state)
         detail = f"the store holds up to seq {latest_seq}, the batch went to {expected}"
         return [SyncProblem(Fault.REJECTED, feed, None, detail)]
@@ -585,7 +604,7 @@ class SyncPlanner:
         """
         state = self._feeds.get(feed)
         if state is not None:
-            self._advance(state, latest_seq)
+            self._advance(feed, state, latest_seq)
 
     # --- what the node decides ----------------------------------------------
 
@@ -727,7 +746,7 @@ class SyncPlanner:
     def _want_for(self, feed: bytes, state: _Feed, now: float) -> Want | None:
         if state.abandoned:
             return None
-        self._trim(state)
+        self._trim(feed, state)
         if (
             state.urgent
             and state.preview is _Preview.NOT_ASKED
@@ -818,15 +837,20 @@ class SyncPlanner:
             state.expected.append(top)
         return tuple(run)
 
-    def _advance(self, state: _Feed, latest_seq: int) -> None:
+    def _advance(self, feed: bytes, state: _Feed, latest_seq: int) -> None:
         if latest_seq <= state.have:
             return
         state.have = latest_seq
         state.frontier = max(state.frontier, latest_seq + 1)
-        self._trim(state)
+        self._trim(feed, state)
 
-    def _trim(self, state: _Feed) -> None:
-        """Cut what the store holds out of the ranges still to be asked."""
+    def _trim(self, feed: bytes, state: _Feed) -> None:
+        """Cut what the store holds out of the ranges still to be asked.
+
+        An answer parked behind ranges cut away here is at the front now,
+        where only the answer to an earlier range would have handed it out:
+        it is dropped, and what of its range the store lacks is asked again.
+        """
         kept: list[_Slot] = []
         for slot in state.slots:
             if slot.request is None and slot.arrived is None:
@@ -835,6 +859,15 @@ class SyncPlanner:
                 slot.first = max(slot.first, state.have + 1)
             kept.append(slot)
         state.slots = kept
+        while state.slots and state.slots[0].arrived is not None:
+            front = state.slots[0]
+            front.arrived = None
+            self._parked -= 1
+            if front.last > state.have:
+                front.first = max(front.first, state.have + 1)
+                self._wake(feed)
+                break
+            del state.slots[0]
 
     def _rewind(self, state: _Feed, want: Want) -> None:
         """A request closed unanswered: its range is to be asked again (a
@@ -845,7 +878,7 @@ class SyncPlanner:
         for slot in state.slots:
             if slot.request == want.request:
                 slot.request = None
-        self._trim(state)
+        self._trim(want.feed, state)
         self._wake(want.feed)
 
     def _drop_slots(self, slots: Iterable[_Slot]) -> None:

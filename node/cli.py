@@ -9,6 +9,7 @@ stderr and a non-zero exit status (1 for a torv error, 2 for a usage error);
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import json
 import os
@@ -376,14 +377,12 @@ def cmd_verify(args: argparse.Namespace, out: _Output) -> None:
         )
 
 
-def cmd_run(args: argparse.Namespace, out: _Output) -> None:
-    import trio
-
+def _node_options(args: argparse.Namespace, home: Home) -> Any:
+    """The node's options from the command line, else ``config.toml``, else defaults."""
     from .home import parse_network_key
     from .records import parse_address
     from .runtime import DEFAULT_NETWORK_KEY, NodeOptions
 
-    home = _home(args)
     config = home.load_config()
     listen = parse_address(args.listen or config.listen or "0.0.0.0:4710", any_port=True)
     bootstrap = tuple(parse_address(text) for text in (args.bootstrap or config.bootstrap))
@@ -391,7 +390,7 @@ def cmd_run(args: argparse.Namespace, out: _Output) -> None:
         network_key = parse_network_key(args.network_key)
     else:
         network_key = config.network_key or DEFAULT_NETWORK_KEY
-    options = NodeOptions(
+    return NodeOptions(
         listen=listen,
         dht_port=args.dht_port,
         bootstrap=bootstrap,
@@ -399,6 +398,12 @@ def cmd_run(args: argparse.Namespace, out: _Output) -> None:
         square=args.square or config.square,
         hops=config.hops if args.hops is None else args.hops,
     )
+
+
+def cmd_run(args: argparse.Namespace, out: _Output) -> None:
+    import trio
+
+    options = _node_options(args, _home(args))
     _log_to_stderr(args.debug)
     with _open(args) as local:
         trio.run(_run_node, local, options, args.json)
@@ -473,10 +478,159 @@ async def _run_node(local: LocalNode, options: Any, as_json: bool) -> None:
                     break
 
 
-def cmd_demo(args: argparse.Namespace, out: _Output) -> None:
-    from .demo import run_demo
+def _run_app(client: Any, note: str | None = None) -> None:
+    # The one place where node/ reaches into ui/: the CLI opens the app.
+    # Everything else imports one way (storage <- gossip <- node <- ui).
+    import gc
+    import signal
 
-    run_demo(Path(args.data_dir).expanduser() if args.data_dir else None, as_json=args.json)
+    from ui.app import make_app
+
+    def stop(signum: int, frame: object) -> None:
+        # A closed terminal or a `kill`: leave the app the way `q` does, so
+        # the node stops cleanly (and the demo removes its directories).
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        app = make_app(client)
+        if note is not None:
+            app.notify(note, timeout=10)  # shown once the app runs
+        # What exists by now (modules, the node) lasts as long as the app: kept
+        # out of the collector's full passes, which then pause the app for a
+        # few ms instead of some 50 ms (a keypress waits for them).
+        gc.freeze()
+        app.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def cmd_ui(args: argparse.Namespace, out: _Output) -> None:
+    from dataclasses import replace
+
+    from .client import AttachedClient, start_node
+    from .control import ControlClient
+
+    home = _home(args)
+    note: str | None = None
+    running = ControlClient.connect(home, timeout=5.0)
+    if running is not None:
+        running.close()
+        if not args.attach:
+            note = (
+                f"A node is running with {home.path}: this app is attached to it,"
+                " and leaving the app leaves the node running."
+            )
+            print(f"torv: a node is running with {home.path}; attaching to it", file=sys.stderr)
+        args.attach = True
+    if args.attach:
+        client: Any = AttachedClient(home)
+        try:
+            _run_app(client, note)
+        finally:
+            client.close()
+        return
+    passphrase = _passphrase_source(args)
+    if not home.key_path.exists():
+        # The passphrase was just typed twice: do not ask for it again.
+        chosen = _onboard(home)
+        passphrase = lambda: chosen  # noqa: E731
+    options = _node_options(args, home)
+    with LocalNode.open(home, passphrase=passphrase) as local:
+        # Unlock the key before the node starts, where a mistyped passphrase
+        # may be typed again (the node would stop at the first).
+        asks = local.key_file.encrypted and not args.passphrase_file and sys.stdin.isatty()
+        retries = 2 if asks else 0
+        while True:
+            try:
+                local.signing_key()
+                break
+            except IdentityError as exc:
+                if retries == 0:
+                    raise
+                retries -= 1
+                print(f"torv: {exc}; try again", file=sys.stderr)
+        try:
+            client = start_node(local, options)
+        except InvalidArgument:
+            if args.listen:
+                raise
+            # The default port is taken (another torv on this machine): any port will do.
+            client = start_node(local, replace(options, listen=(options.listen[0], 0)))
+        try:
+            _run_app(client)
+        finally:
+            client.close()
+
+
+def _onboard(home: Home) -> str | None:
+    """First start: ask for a name, a passphrase and a seed in a small app;
+    create the identity; return the passphrase (``None``: none)."""
+    from ui.onboarding import make_onboarding_app
+
+    answers = make_onboarding_app().run()
+    if answers is None:
+        raise SystemExit("torv: no identity was created")
+    LocalNode.init(home, passphrase=answers.passphrase or None)
+    if answers.seed:
+        home.add_seed(answers.seed)
+    with LocalNode.open(home, passphrase=lambda: answers.passphrase or None) as local:
+        local.set_profile(name=answers.name)
+    print(f"torv: created your identity in {home.path}", file=sys.stderr)
+    return answers.passphrase or None
+
+
+def cmd_demo(args: argparse.Namespace, out: _Output) -> None:
+    import trio
+
+    from .demo import run_demo_swarm
+
+    if args.headless:
+        report = trio.run(
+            functools.partial(run_demo_swarm, args.nodes, args.seed, seconds=args.seconds)
+        )
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "nodes": report.nodes,
+                        "seconds": report.seconds,
+                        "entries": report.entries,
+                        "posts": report.posts,
+                        "expected": report.expected,
+                        "delivered": report.delivered,
+                        "latency_p50": report.percentile(0.5),
+                        "latency_p99": report.percentile(0.99),
+                    }
+                )
+            )
+        else:
+            print("\n".join(report.lines()))
+        return
+    _demo_app(args)
+
+
+def _demo_app(args: argparse.Namespace) -> None:
+    import trio
+
+    from .client import BackgroundTrio, InProcessClient
+    from .demo import Demo, run_demo_swarm
+
+    async def main(task_status: trio.TaskStatus[tuple[Any, trio.Nursery]]) -> None:
+        def ready(demo: Demo, nursery: trio.Nursery) -> None:
+            task_status.started((demo.nodes[demo.viewer], nursery))
+
+        await run_demo_swarm(args.nodes, args.seed, ready=ready)
+
+    runner: BackgroundTrio[tuple[Any, trio.Nursery]] = BackgroundTrio(main, name="torv-demo")
+    print(f"torv demo: starting {args.nodes} nodes on loopback...", file=sys.stderr)
+    node, nursery = runner.start()
+    client = InProcessClient(node, runner, nursery)
+    try:
+        _run_app(client)
+    finally:
+        client.close()
 
 
 # --- parser -----------------------------------------------------------------
@@ -575,6 +729,27 @@ def _parser() -> argparse.ArgumentParser:
     add("status", cmd_status, "the node's state: running, peers, DHT, sync progress")
     add("peers", cmd_peers, "the running node's peers")
     p = add("run", cmd_run, "run the node: connect to peers and exchange entries")
+    _add_node_options(p)
+    p = add("ui", cmd_ui, "the terminal app, with the node running inside it")
+    p.add_argument("--attach", action="store_true", help="use the node already running (torv run)")
+    _add_node_options(p)
+    p = add("demo", cmd_demo, "a live community of nodes on this machine, in the terminal app")
+    p.add_argument(
+        "--nodes", type=_demo_nodes, default=12, metavar="N", help="how many (default 12)"
+    )
+    p.add_argument("--seed", type=int, metavar="S", help="generate the same people again")
+    p.add_argument("--headless", action="store_true", help="no app: run, then print what happened")
+    p.add_argument(
+        "--seconds",
+        type=_positive,
+        default=20,
+        metavar="S",
+        help="how long --headless runs (default 20)",
+    )
+    return parser
+
+
+def _add_node_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--listen", metavar="HOST:PORT", help="TCP address (default 0.0.0.0:4710)")
     p.add_argument(
         "--dht-port", type=_port, metavar="PORT", help="UDP port of the DHT (default: as TCP)"
@@ -588,8 +763,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--network-key", metavar="HEX", help="join another network (64 hex digits)")
     p.add_argument("--square", action="store_true", help="subscribe to all public posts")
     p.add_argument("--hops", type=int, choices=range(4), help="replicate follows of follows")
-    add("demo", cmd_demo, "generate a small community and show your timeline in it")
-    return parser
+
+
+def _demo_nodes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 2 <= value <= 64:
+        raise argparse.ArgumentTypeError("a demo has 2 to 64 nodes")
+    return value
 
 
 def _positive(text: str) -> int:

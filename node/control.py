@@ -20,7 +20,7 @@ import contextlib
 import os
 import socket
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
@@ -118,6 +118,13 @@ async def _call(node: Node, method: str, params: dict[str, Any]) -> Any:
             bio=_text_param(params, "bio", optional=True),
         )
         return _entry_result(entry)
+    if method == "me":
+        return node.me
+    if method == "view":
+        return await _view(node, params)
+    if method == "set":
+        await _set(node, params)
+        return None
     if method == "status":
         status = node.status()
         return {
@@ -141,6 +148,104 @@ async def _call(node: Node, method: str, params: dict[str, Any]) -> Any:
             "sync": [[feed, have, target] for feed, (have, target) in status.sync.items()],
         }
     raise InvalidArgument(f"unknown method {method!r}")
+
+
+def _cursor_param(params: dict[str, Any]) -> tuple[int, int] | None:
+    value = params.get("before")
+    if value is None:
+        return None
+    if (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(part, int) and not isinstance(part, bool) for part in value)
+    ):
+        return (value[0], value[1])
+    raise InvalidArgument("before must be a cursor [sort_ts, rowid]")
+
+
+def _int_param(params: dict[str, Any], name: str, default: int) -> int:
+    value = params.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidArgument(f"{name} must be an integer")
+    return value
+
+
+async def _view(node: Node, params: dict[str, Any]) -> Any:
+    # Imported here: the client is built on this module.
+    from .client import _network_view, view_to_wire
+    from .views import Views
+
+    views = Views(node.local)
+    name = _text_param(params, "name")
+    limit = _int_param(params, "limit", 50)
+    if name in ("home", "square", "mentions"):
+        fn = getattr(views, name)
+        return view_to_wire(await node.call_store(fn, limit, _cursor_param(params)))
+    if name == "feed":
+        feed = _bytes_param(params, "feed")
+        return view_to_wire(await node.call_store(views.feed, feed, limit, _cursor_param(params)))
+    if name == "search":
+        query = _text_param(params, "query") or ""
+        return view_to_wire(await node.call_store(views.search, query, limit))
+    if name == "thread":
+        return view_to_wire(await node.call_store(views.thread, _bytes_param(params, "entry")))
+    if name == "post":
+        return view_to_wire(await node.call_store(views.post, _bytes_param(params, "entry")))
+    if name == "profile":
+        return view_to_wire(await node.call_store(views.profile, _bytes_param(params, "feed")))
+    if name == "network":
+        return view_to_wire(await _network_view(node, views))
+    if name == "settings":
+        options = node.options
+        settings = await node.call_store(
+            views.settings,
+            seeds=tuple(f"{host}:{port}" for host, port in options.bootstrap),
+            network_key=options.network_key,
+            hops=options.hops,
+            square=options.square,
+        )
+        return view_to_wire(settings)
+    raise InvalidArgument(f"unknown view {name!r}")
+
+
+def _flag(params: dict[str, Any]) -> bool:
+    value = params.get("value")
+    if not isinstance(value, bool):
+        raise InvalidArgument("value must be true or false")
+    return value
+
+
+def _words(params: dict[str, Any], name: str) -> list[str]:
+    value = params.get(name)
+    if not isinstance(value, list) or not all(isinstance(word, str) for word in value):
+        raise InvalidArgument(f"{name} must be a list of text")
+    return value
+
+
+async def _set(node: Node, params: dict[str, Any]) -> None:
+    from .views import Views
+
+    views = Views(node.local)
+    name = _text_param(params, "name")
+    if name == "algorithm":
+        await node.call_store(views.set_algorithm, _text_param(params, "value"))
+    elif name == "muted":
+        await node.call_store(views.set_muted, _bytes_param(params, "feed"), _flag(params))
+    elif name == "reposts_hidden":
+        feed = _bytes_param(params, "feed")
+        await node.call_store(views.set_reposts_hidden, feed, _flag(params))
+    elif name == "filters":
+        words, tags = _words(params, "words"), _words(params, "tags")
+        await node.call_store(views.set_filters, words, tags)
+    elif name == "fold_cw":
+        await node.call_store(views.set_fold_cw, _flag(params))
+    elif name == "square_hops":
+        hops = params.get("value")
+        if hops is not None and (not isinstance(hops, int) or isinstance(hops, bool)):
+            raise InvalidArgument("value must be a whole number or nil")
+        await node.call_store(views.set_square_hops, hops)
+    else:
+        raise InvalidArgument(f"unknown setting {name!r}")
 
 
 def _event(event: Any) -> dict[str, Any]:
@@ -322,6 +427,25 @@ class ControlClient:
                 raise kind(message)
             raise ControlError(message)
         return reply.get("result")
+
+    def settimeout(self, timeout: float | None) -> None:
+        """How long a call may wait for the node (``None``: for ever)."""
+        self._socket.settimeout(timeout)
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """Subscribe on this connection; yield each event until it closes.
+
+        After this the connection carries only events (open another for calls).
+        """
+        self._next_id += 1
+        try:
+            self._socket.sendall(_pack({"id": self._next_id, "method": "events"}))
+        except OSError as exc:
+            raise ControlError(f"cannot reach the node: {exc}") from None
+        while True:
+            message = self._receive()
+            if isinstance(message, dict) and isinstance(message.get("event"), dict):
+                yield message["event"]
 
     def close(self) -> None:
         self._socket.close()

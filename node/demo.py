@@ -1,194 +1,268 @@
-"""``torv demo``: a small generated community, seen from one member's node.
+"""``torv demo``: a live community of real nodes on loopback.
 
-Eight generated people write signed logs (profiles, posts, replies, tags,
-reactions, reposts, follows). Their logs reach the demo member's store
-through the same checked ingest that synced or imported entries take, and
-the member's own node follows some of them, posts and replies. The demo then
-prints the member's timeline and a thread.
-
-The network (gossip between nodes) and the terminal app arrive in later
-versions; until then the demo shows the signed logs and the local timeline.
+A swarm of real nodes (:mod:`node.testing`: TCP, the Noise handshake, gossip,
+sync and the DHT, on 127.0.0.1 with a test network key, in temporary
+directories) gets generated people: names, bios and a follow graph. They
+post, reply, react and repost at a lively pace from generated text, and the
+terminal app opens as one of them. ``--headless`` runs the swarm for a while
+without the app and prints what happened, so the demo is also a smoke test.
+Everything is removed when it ends.
 """
 
 from __future__ import annotations
 
-import json
-import sys
-import tempfile
+import math
+import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+import trio
 
-from storage import Entry, Follow, Payload, Post, Profile, React, Repost, create_entry
+from storage import Post
+from storage.errors import TorvError
 
-from .home import Home
-from .identity import feed_id_to_text
-from .local import LocalNode
-from .render import entry_json, entry_text, short_entry_id
+from .runtime import EntryAdded, Node, NodeOptions
+from .testing import Swarm, open_swarm
 
-__all__ = ["run_demo"]
+__all__ = ["Demo", "DemoReport", "run_demo_swarm"]
 
-_PEOPLE = (
-    ("Astrid", "Baker in Aarhus. Sourdough, bicycles, local politics."),
-    ("Bilal", "Train nerd. Maps. Occasionally poetry."),
-    ("Chiara", "Marine biologist, currently counting jellyfish."),
-    ("Dmitri", "I repair old radios and older laptops."),
-    ("Eun-ji", "Jazz piano and type design."),
-    ("Femi", "Organises the community garden on Nørrebrogade."),
-    ("Greta", "Teacher. Asks too many questions."),
-    ("Hugo", "Writes a newsletter that nobody reads, happily."),
-)
+_NAMES: Final = (
+    "Astrid", "Bilal", "Chiara", "Dmitri", "Eun-ji", "Femi", "Greta", "Hugo", "Ines", "Jonas",
+    "Kemal", "Lena", "Mateo", "Noor", "Oskar", "Priya", "Quentin", "Rosa", "Sami", "Tove",
+    "Umar", "Vera", "Wim", "Yara",
+)  # fmt: skip
+_TRADES: Final = (
+    "Baker", "Train nerd", "Marine biologist", "Radio repairer", "Type designer", "Gardener",
+    "Teacher", "Newsletter writer", "Cyclist", "Beekeeper", "Nurse", "Bookbinder",
+)  # fmt: skip
+_PLACES: Final = (
+    "Aarhus", "Porto", "Tallinn", "Lyon", "Kraków", "Leeds", "Bologna", "Ghent", "Malmö",
+)  # fmt: skip
+_TOPICS: Final = {
+    "baking": ("the rye starter", "a new sourdough", "cardamom buns", "the oven at 5 am"),
+    "trains": ("the night train", "a delayed regional", "the new timetable", "a dining car"),
+    "ocean": ("moon jellies", "the tide tables", "a seal at the harbour", "cold water"),
+    "radio": ("a valve radio", "the shortwave band", "an old transistor", "a hum in the speaker"),
+    "type": ("a lowercase g", "kerning pairs", "a grotesque", "the italic"),
+    "garden": ("the courgettes", "the compost", "Sunday's meeting", "the bean poles"),
+    "books": ("a used paperback", "the library sale", "a long novel", "a poetry pamphlet"),
+    "bikes": ("a flat tyre", "the river path", "new brake pads", "a headwind"),
+}
+_OPENERS: Final = (
+    "Today:", "Small joy:", "Question for you all:", "Honestly,", "Update:", "Note to self:",
+    "Can confirm:", "Unpopular opinion:",
+)  # fmt: skip
+_VERBS: Final = (
+    "made my morning", "is harder than it looks", "deserves more attention",
+    "surprised me again", "is back", "took all afternoon", "was worth the wait",
+    "needs a better name",
+)  # fmt: skip
+_REPLIES: Final = (
+    "Same here!", "Tell me more.", "I did not know that.", "Photos or it did not happen.",
+    "This is the best thing I read today.", "Completely agree.", "Hm, not so sure.",
+    "Where was this?", "Saving this for later.", "Ha, yes.",
+)  # fmt: skip
+_EMOJI: Final = ("♥", "♥", "♥", "👍", "😂", "🎉", "🤔")
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    name: str
+    bio: str
+    #: Indexes of the people this one follows.
+    follows: tuple[int, ...]
+
+
+def generate_people(count: int, rng: random.Random) -> list[Person]:
+    """``count`` people with names, bios and a follow graph (each follows 3 to 6;
+    the first three also follow the last, the one the app shows)."""
+    people = []
+    for index in range(count):
+        name = _NAMES[index % len(_NAMES)]
+        if index >= len(_NAMES):
+            name += f" {index // len(_NAMES) + 1}"
+        interests = rng.sample(sorted(_TOPICS), 2)
+        bio = (
+            f"{rng.choice(_TRADES)} in {rng.choice(_PLACES)}."
+            f" Posts about #{interests[0]} and #{interests[1]}."
+        )
+        others = [other for other in range(count) if other != index]
+        follows = set(rng.sample(others, min(len(others), rng.randint(3, 6))))
+        # The last person is the one the app shows: a few people follow them,
+        # so their mentions screen fills up too.
+        if index < min(3, count - 1):
+            follows.add(count - 1)
+        people.append(Person(name, bio, tuple(sorted(follows))))
+    return people
+
+
+def generate_text(rng: random.Random) -> tuple[str, str]:
+    """A post's text and its tag."""
+    tag = rng.choice(sorted(_TOPICS))
+    thing = rng.choice(_TOPICS[tag])
+    text = f"{rng.choice(_OPENERS)} {thing} {rng.choice(_VERBS)}. #{tag}"
+    return text, tag
 
 
 @dataclass
-class _Person:
-    name: str
-    key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
-    log: list[Entry] = field(default_factory=list)
+class DemoReport:
+    """What a demo run did (``torv demo --headless`` prints it)."""
+
+    nodes: int
+    seconds: float
+    entries: int = 0
+    posts: int = 0
+    expected: int = 0
+    latencies: list[float] = field(default_factory=list)
 
     @property
-    def feed(self) -> bytes:
-        return self.key.public_key().public_bytes_raw()
+    def delivered(self) -> int:
+        return len(self.latencies)
 
-    def write(self, payload: Payload, timestamp: int) -> Entry:
-        prev = self.log[-1].id if self.log else None
-        entry = create_entry(
-            self.key, seq=len(self.log) + 1, prev=prev, timestamp=timestamp, payload=payload
-        )
-        self.log.append(entry)
-        return entry
+    def percentile(self, fraction: float) -> float:
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return math.nan
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
-
-def _community(now: int) -> tuple[dict[str, _Person], list[Entry]]:
-    people = {name: _Person(name) for name, _ in _PEOPLE}
-    minute = 60_000
-    clock = now - 6 * 60 * minute
-
-    def at(step: int = 7) -> int:
-        nonlocal clock
-        clock += step * minute
-        return clock
-
-    for name, bio in _PEOPLE:
-        people[name].write(Profile(name=name, bio=bio), at(1))
-    for name, person in people.items():
-        for other in people.values():
-            if other is not person and (len(name) + len(other.name)) % 3 != 0:
-                person.write(Follow(feed=other.feed), at(0))
-
-    def post(who: str, text: str, reply: Entry | None = None, tags: tuple[str, ...] = ()) -> Entry:
-        root = parent = None
-        mentions: tuple[bytes, ...] = ()
-        if reply is not None:
-            assert isinstance(reply.content, Post)
-            root, parent = reply.content.root or reply.id, reply.id
-            if reply.author != people[who].feed:
-                mentions = (reply.author,)
-        payload = Post(text=text, root=root, parent=parent, mentions=mentions, tags=tags)
-        return people[who].write(payload, at())
-
-    def react(who: str, entry: Entry, emoji: str = "♥") -> None:
-        people[who].write(React(entry=entry.id, author=entry.author, emoji=emoji), at(1))
-
-    bread = post("Astrid", "First rye of the season is out of the oven. #baking", tags=("baking",))
-    react("Femi", bread)
-    react("Greta", bread)
-    crumb = post("Femi", "Save me the heel, I'll trade you courgettes.", bread)
-    post("Astrid", "Deal. The garden always wins.", crumb)
-    trains = post(
-        "Bilal",
-        "The night train to Hamburg is back on the timetable from March. #trains",
-        tags=("trains",),
-    )
-    react("Hugo", trains, "🚆")
-    post("Greta", "My class wants to know if it has a dining car.", trains)
-    jelly = post(
-        "Chiara",
-        "Counted 412 moon jellies in one transect today. That is a lot of jellies. #ocean",
-        tags=("ocean",),
-    )
-    react("Bilal", jelly)
-    react("Eun-ji", jelly, "🪼")
-    post("Dmitri", "Are they increasing every year, or was it a good day for them?", jelly)
-    radio = post("Dmitri", "A 1962 valve radio, working again after two evenings. It hums.")
-    people["Hugo"].write(Repost(entry=radio.id, author=radio.author), at(2))
-    post("Eun-ji", "Drew a lowercase g today that I am almost happy with. #type", tags=("type",))
-    post("Hugo", "This week's newsletter: why town squares matter more than feeds.")
-    post("Femi", "Garden meeting Sunday at 11. Bring gloves, we have tea.")
-    return people, [entry for person in people.values() for entry in person.log]
+    def lines(self) -> list[str]:
+        share = 100.0 * self.delivered / self.expected if self.expected else 100.0
+        return [
+            f"torv demo: {self.nodes} nodes on loopback for {self.seconds:.0f} s",
+            f"entries made: {self.entries} ({self.posts} posts and replies)",
+            f"delivered to followers: {self.delivered} of {self.expected} ({share:.1f}%)",
+            f"latency from post to follower: p50 {self.percentile(0.5) * 1000:.0f} ms,"
+            f" p99 {self.percentile(0.99) * 1000:.0f} ms",
+        ]
 
 
-def run_demo(data_dir: Path | None, *, as_json: bool = False) -> None:
-    """Build the demo community in ``data_dir`` (a temporary one if ``None``) and print it."""
-    if data_dir is None:
-        with tempfile.TemporaryDirectory(prefix="torv-demo-") as tmp:
-            _run(Path(tmp), kept=False, as_json=as_json)
-    else:
-        _run(data_dir, kept=True, as_json=as_json)
+class Demo:
+    """A running demo swarm: people on nodes, and their activity."""
 
+    def __init__(self, swarm: Swarm, people: list[Person], rng: random.Random) -> None:
+        self.swarm = swarm
+        self.people = people
+        self.rng = rng
+        #: The node the app shows (the last one: not the seed everyone joins through).
+        self.viewer = len(people) - 1
+        self.report = DemoReport(nodes=len(people), seconds=0.0)
+        self._published: dict[bytes, tuple[float, int]] = {}
+        #: Set when every tracked post has reached every follower (so far).
+        self.all_delivered = trio.Event()
+        self._followers = [
+            {index for index, person in enumerate(people) if author in person.follows}
+            for author in range(len(people))
+        ]
 
-def _run(path: Path, *, kept: bool, as_json: bool) -> None:
-    home = Home(path)
-    now = time.time_ns() // 1_000_000
-    people, entries = _community(now - 5 * 60_000)
-    LocalNode.init(home)
-    with LocalNode.open(home) as node:
-        node.set_profile(name="You", bio="Trying torv.")
-        started = time.perf_counter()
-        report = node.store.ingest(entries)
-        elapsed = time.perf_counter() - started
-        for name in ("Astrid", "Bilal", "Chiara", "Dmitri", "Femi"):
-            node.follow(people[name].feed)
-        jellies = next(
-            e
-            for e in people["Chiara"].log
-            if isinstance(e.content, Post) and "412" in e.content.text
-        )
-        mine = node.post("Hello from torv! Your timeline, built on your own machine. #torv")
-        reply = node.post(
-            "412! Do they come back to the same place every year?", reply_to=jellies.id
-        )
-        answer = people["Chiara"].write(
-            Post(
-                text="Some do. The currents decide more than the jellies.",
-                root=jellies.id,
-                parent=reply.id,
-                mentions=(node.me,),
-            ),
-            time.time_ns() // 1_000_000,
-        )
-        node.store.ingest([answer])
-        timeline = node.timeline(limit=20)
-        thread = node.thread(jellies.id)
+    @property
+    def nodes(self) -> list[Node]:
+        return self.swarm.nodes
 
-        if as_json:
-            for stored in timeline:
-                print(json.dumps(entry_json(node, stored), ensure_ascii=False))
+    async def introduce(self) -> None:
+        """Profiles and follows, written through each node (so they gossip)."""
+        for node, person in zip(self.nodes, self.people, strict=True):
+            await node.set_profile(name=person.name, bio=person.bio)
+        for node, person in zip(self.nodes, self.people, strict=True):
+            for other in person.follows:
+                await node.follow(self.nodes[other].me)
+        # Something to read from the start (not tracked: follows may still be syncing).
+        for node in self.nodes:
+            text, _ = generate_text(self.rng)
+            await node.post(text)
+            self.report.entries += 1
+
+    async def watch(self, index: int) -> None:
+        """Count deliveries of tracked posts at node ``index``."""
+        async with self.nodes[index].events() as events:
+            async for event in events:
+                if not isinstance(event, EntryAdded) or event.source is None:
+                    continue
+                published = self._published.get(event.entry_id)
+                if published is not None and index in self._followers[published[1]]:
+                    self.report.latencies.append(trio.current_time() - published[0])
+                    if self.report.delivered >= self.report.expected:
+                        self.all_delivered.set()
+
+    async def act(self, rate: float, *, until: float = math.inf) -> None:
+        """People other than the viewer post, reply, react and repost,
+        ``rate`` actions per second on average, until ``until`` (trio time)."""
+        actors = [index for index in range(len(self.people)) if index != self.viewer]
+        while trio.current_time() < until:
+            await trio.sleep(self.rng.expovariate(rate))
+            actor = self.rng.choice(actors)
+            try:
+                await self._act_once(actor)
+            except TorvError:
+                continue  # a target vanished in the meantime; the next action will do
+
+    async def _act_once(self, actor: int) -> None:
+        node = self.nodes[actor]
+        roll = self.rng.random()
+        recent = [
+            stored.entry
+            for stored in await node.timeline(limit=20)
+            if stored.entry.author != node.me and isinstance(stored.entry.content, Post)
+        ]
+        if roll < 0.45 or not recent:
+            text, _ = generate_text(self.rng)
+            self._track(actor, (await node.post(text)).id)
             return
-        print(
-            f"torv demo: a community of {len(people)} generated people; you are "
-            f"{feed_id_to_text(node.me)}.\n"
-            f"Their {report.stored} signed entries were checked (signature, chain, format) and "
-            f"stored in {elapsed * 1000:.0f} ms. You follow 5 of them, posted "
-            f"({short_entry_id(mine.id)}) and replied to Chiara.\n"
-            "The network and the terminal app (torv ui) arrive in later versions; for now this\n"
-            "shows the signed logs and your local timeline.\n"
-        )
-        print("── your timeline " + "─" * 50)
-        for index, stored in enumerate(timeline):
-            if index:
-                print()
-            print(entry_text(node, stored))
-        print("\n── a thread " + "─" * 55)
-        for index, item in enumerate(thread.items):
-            if index:
-                print()
-            print(entry_text(node, item.stored, indent=item.depth))
-        print("\n" + "─" * 67)
-        if kept:
-            print(f"The demo data stays in {path}. Try: torv --data-dir {path} timeline")
+        target = self.rng.choice(recent)
+        if roll < 0.7:
+            self._track(actor, (await node.post(self.rng.choice(_REPLIES), reply_to=target.id)).id)
+        elif roll < 0.92:
+            self.report.entries += 1
+            await node.react(target.id, self.rng.choice(_EMOJI))
         else:
-            print("Keep the demo data with: torv demo --data-dir DIR")
-    sys.stdout.flush()
+            self.report.entries += 1
+            await node.repost(target.id)
+
+    def _track(self, actor: int, entry_id: bytes) -> None:
+        self.report.entries += 1
+        self.report.posts += 1
+        self._published[entry_id] = (trio.current_time(), actor)
+        self.report.expected += len(self._followers[actor])
+        if self.all_delivered.is_set() and self._followers[actor]:
+            self.all_delivered = trio.Event()
+
+
+async def run_demo_swarm(
+    count: int,
+    seed: int | None,
+    *,
+    directory: Path | None = None,
+    ready: Callable[[Demo, trio.Nursery], None] | None = None,
+    seconds: float | None = None,
+    rate: float | None = None,
+) -> DemoReport:
+    """Run the demo swarm: ``count`` nodes, people from ``seed``.
+
+    ``ready`` is called once everyone is introduced. With ``seconds``, the
+    people act for that long, stragglers get a few seconds more to arrive,
+    and the report is returned; without, they act until cancelled.
+    """
+    rng = random.Random(seed)
+    people = generate_people(count, rng)
+    rate = rate if rate is not None else max(1.0, count / 6)
+    options = NodeOptions(maintain_interval=2.0)
+    started = time.monotonic()
+    async with open_swarm(count, options=options, directory=directory) as swarm:
+        demo = Demo(swarm, people, rng)
+        async with trio.open_nursery() as nursery:
+            for index in range(count):
+                nursery.start_soon(demo.watch, index)
+            await demo.introduce()
+            if ready is not None:
+                ready(demo, nursery)
+            if seconds is None:
+                await demo.act(rate)
+            else:
+                await demo.act(rate, until=trio.current_time() + seconds)
+                with trio.move_on_after(5.0):
+                    await demo.all_delivered.wait()
+            nursery.cancel_scope.cancel()
+    demo.report.seconds = time.monotonic() - started if seconds is None else seconds
+    return demo.report

@@ -27,6 +27,8 @@ from .records import parse_address
 __all__ = ["CONFIG_TEMPLATE", "Config", "Home", "default_data_dir", "parse_network_key"]
 
 _CONFIG_MAX: Final = 64 * 1024
+_MAX_LIST: Final = 1000
+_ALGORITHM_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,40}")
 _MAX_PETNAME: Final = 64
 
 CONFIG_TEMPLATE: Final = """\
@@ -75,6 +77,17 @@ class Config:
     hops: int = 1
     square: bool = False
     network_key: bytes | None = None
+    #: The timeline algorithm (``torv algorithms`` lists them).
+    algorithm: str = "latest"
+    #: Content warnings folded until opened.
+    fold_cw: bool = True
+    #: The square shows only people within this many follow hops (``None``: everyone).
+    square_hops: int | None = None
+    #: Private moderation: never published, never sent to peers.
+    mute: frozenset[bytes] = frozenset()
+    hide_reposts: frozenset[bytes] = frozenset()
+    filter_words: tuple[str, ...] = ()
+    filter_tags: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, text: str, *, source: str = "config.toml") -> Config:
@@ -83,12 +96,29 @@ class Config:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{source}: {exc}") from None
-        _only(data, {"timeline", "petnames", "network"}, source, "")
+        _only(data, {"timeline", "petnames", "network", "moderation"}, source, "")
         timeline = _table(data, "timeline", source)
-        _only(timeline, {"limit"}, source, "timeline.")
+        _only(timeline, {"limit", "algorithm", "fold_cw", "square_hops"}, source, "timeline.")
         limit = timeline.get("limit", 50)
         if type(limit) is not int or not 1 <= limit <= 1000:
             raise ConfigError(f"{source}: timeline.limit must be a whole number from 1 to 1000")
+        algorithm = timeline.get("algorithm", "latest")
+        if not isinstance(algorithm, str) or not _ALGORITHM_NAME.fullmatch(algorithm):
+            raise ConfigError(
+                f"{source}: timeline.algorithm must be a name of letters, digits, - and _"
+            )
+        fold_cw = timeline.get("fold_cw", True)
+        if type(fold_cw) is not bool:
+            raise ConfigError(f"{source}: timeline.fold_cw must be true or false")
+        square_hops = timeline.get("square_hops")
+        if square_hops is not None and (type(square_hops) is not int or not 1 <= square_hops <= 3):
+            raise ConfigError(f"{source}: timeline.square_hops must be a whole number from 1 to 3")
+        moderation = _table(data, "moderation", source)
+        _only(moderation, {"mute", "hide_reposts", "words", "tags"}, source, "moderation.")
+        mute = _feeds(moderation, "mute", source)
+        hide_reposts = _feeds(moderation, "hide_reposts", source)
+        words = _texts(moderation, "words", source)
+        tags = _texts(moderation, "tags", source)
         petnames: dict[bytes, str] = {}
         for key, name in _table(data, "petnames", source).items():
             try:
@@ -141,6 +171,13 @@ class Config:
             hops=hops,
             square=square,
             network_key=network_key,
+            algorithm=algorithm,
+            fold_cw=fold_cw,
+            square_hops=square_hops,
+            mute=frozenset(mute),
+            hide_reposts=frozenset(hide_reposts),
+            filter_words=tuple(word.casefold() for word in words),
+            filter_tags=tuple(tag.casefold().lstrip("#") for tag in tags),
         )
 
     def petname_lookup(self, name: str) -> bytes | None:
@@ -159,6 +196,32 @@ def parse_network_key(text: object) -> bytes:
         return bytes.fromhex(text)
     except ValueError:
         raise InvalidArgument("a network key is 64 hex digits") from None
+
+
+def _feeds(table: dict[str, Any], key: str, source: str) -> list[bytes]:
+    values = table.get(key, [])
+    if not isinstance(values, list) or len(values) > _MAX_LIST:
+        raise ConfigError(f"{source}: moderation.{key} must be a list of feed ids")
+    try:
+        return [feed_id_from_text(value if isinstance(value, str) else "") for value in values]
+    except InvalidArgument as exc:
+        raise ConfigError(f"{source}: moderation.{key}: {exc}") from None
+
+
+def _texts(table: dict[str, Any], key: str, source: str) -> list[str]:
+    values = table.get(key, [])
+    if (
+        not isinstance(values, list)
+        or len(values) > _MAX_LIST
+        or not all(
+            isinstance(value, str) and 1 <= len(value) <= 64 and value.isprintable()
+            for value in values
+        )
+    ):
+        raise ConfigError(
+            f"{source}: moderation.{key} must be a list of words (1 to 64 printable characters)"
+        )
+    return list(values)
 
 
 def _only(table: dict[str, Any], allowed: set[str], source: str, prefix: str) -> None:
@@ -231,6 +294,61 @@ class Home:
         temporary = self.config_path.with_name(f".{self.config_path.name}.tmp")
         temporary.write_text(updated, encoding="utf-8")
         os.replace(temporary, self.config_path)
+
+    def add_seed(self, address: str) -> None:
+        """Add ``address`` (HOST:PORT) to ``[network] bootstrap`` in ``config.toml``;
+        raise :class:`ConfigError` if the result would not parse."""
+        seeds = [*self.load_config().bootstrap]
+        if address not in seeds:
+            self.set_setting("network", "bootstrap", [*seeds, address])
+
+    def set_setting(self, section: str, key: str, value: Setting) -> None:
+        """Set ``key`` in ``[section]`` of ``config.toml`` (``None`` removes it).
+
+        The rest of the file, comments included, stays as it was. The result
+        is checked before it replaces the file (written beside and renamed
+        over, so a crash leaves the old file or the new); raises
+        :class:`ConfigError` if it would not parse. A setting written over
+        several lines by hand cannot be replaced this way (ConfigError too).
+        """
+        self.create()
+        text = self.config_path.read_text(encoding="utf-8")
+        header_pattern = re.compile(
+            rf"^[ \t]*\[{re.escape(section)}\][ \t]*(#[^\r\n]*)?$", re.MULTILINE
+        )
+        key_pattern = re.compile(rf"^[ \t]*{re.escape(key)}[ \t]*=")
+        lines = text.splitlines(keepends=True)
+        header = next((i for i, line in enumerate(lines) if header_pattern.match(line)), None)
+        if header is None:
+            if value is None:
+                return
+            lines += ["\n" if lines and not lines[-1].endswith("\n") else "", f"\n[{section}]\n"]
+            header = len(lines) - 1
+        end = next(
+            (i for i in range(header + 1, len(lines)) if lines[i].lstrip().startswith("[")),
+            len(lines),
+        )
+        kept = [line for line in lines[header + 1 : end] if not key_pattern.match(line)]
+        new = [] if value is None else [f"{key} = {_toml_value(value)}\n"]
+        updated = "".join([*lines[: header + 1], *new, *kept, *lines[end:]])
+        Config.parse(updated, source=str(self.config_path))
+        temporary = self.config_path.with_name(f".{self.config_path.name}.tmp")
+        temporary.write_text(updated, encoding="utf-8")
+        os.replace(temporary, self.config_path)
+
+
+#: What :meth:`Home.set_setting` writes.
+Setting = str | bool | int | list[str] | None
+
+
+def _toml_value(value: str | bool | int | list[str]) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return _toml_string(value)
+    return "[" + ", ".join(_toml_string(item) for item in value) + "]"
 
 
 _PETNAMES_HEADER: Final = re.compile(r"^[ \t]*\[petnames\][ \t]*(#[^\r\n]*)?", re.MULTILINE)

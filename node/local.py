@@ -39,7 +39,7 @@ from storage import (
 from storage.errors import BadExportFile, EntryError, IdentityError
 from storage.payloads import MAX_MENTIONS, MAX_TAG_CHARS, MAX_TAGS
 
-from .home import Config, Home
+from .home import Config, Home, Setting
 from .identity import (
     FEED_ID_PREFIX,
     KeyFile,
@@ -159,6 +159,12 @@ class LocalNode:
     def resolve_entry(self, text: str) -> StoredEntry:
         """An entry held here from its id or a unique prefix of 4+ hex digits."""
         return self.store.get(self.store.resolve_prefix(text))
+
+    def set_setting(self, section: str, key: str, value: Setting) -> None:
+        """Change one setting in ``config.toml`` and use it from now on
+        (:meth:`Home.set_setting`; raises :class:`ConfigError`)."""
+        self.home.set_setting(section, key, value)
+        self.config = self.home.load_config()
 
     # --- writing ------------------------------------------------------------
 

@@ -24,9 +24,9 @@ import functools
 import hashlib
 import logging
 import random
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any, Final, TypeVar
 
 import trio
@@ -37,6 +37,7 @@ from gossip.peer import PeerConnection, PeerInfo
 from gossip.router import Delivery, Router, RouterParams, RouterStats, Verdict
 from gossip.sync import GapBuffer, SyncPlanner, answer, replication_scope
 from gossip.wire import (
+    MAX_RANGE,
     SQUARE,
     EntryBatch,
     EntryMessage,
@@ -44,9 +45,10 @@ from gossip.wire import (
     RawEntry,
     Want,
     WireMessage,
+    encode_message,
     feed_topic,
 )
-from storage import Entry, Store, StoredEntry
+from storage import Entry, IngestReport, Store, StoredEntry
 from storage.entry import entry_id, parse_entry_untrusted
 from storage.errors import InvalidArgument, MalformedEntry, StorageError
 
@@ -76,6 +78,23 @@ _DIAL_TIMEOUT: Final = 5.0
 _ANNOUNCE_PER_ROUND: Final = 64
 _LOOKUPS_PER_ROUND: Final = 4
 _EVENT_QUEUE: Final = 1000
+#: Gossip deliveries judged in one round (their entries stored in one transaction).
+_JUDGE_ROUND: Final = 512
+#: Sync batches waiting to be stored. When the queue is full, the peers
+#: that send more are not read until the store catches up.
+_SYNC_QUEUE: Final = 16
+#: One ingest round takes what is queued, up to about this many entries, in
+#: one ``Store.ingest`` call of chunks (one transaction each) of _SYNC_CHUNK:
+#: large chunks write faster (each commit rewrites the index pages it
+#: touched), and the store verifies one chunk while it writes the one before.
+_SYNC_ROUND: Final = 4096
+_SYNC_CHUNK: Final = 2048
+#: The interpreter's thread switch interval while nodes run, in seconds. A
+#: verify thread needs the GIL back after each signature (~70 us of work
+#: without it); with the default 5 ms, Python work on the event loop or in
+#: the parse stage holds it off that long each time, and signatures are
+#: checked at a fraction of the rate the cores allow.
+_SWITCH_INTERVAL: Final = 0.0001
 
 T = TypeVar("T")
 
@@ -156,6 +175,38 @@ def _raw(entry: Entry) -> RawEntry:
     return RawEntry(entry.header_bytes, entry.signature, entry.payload)
 
 
+@dataclass(frozen=True, slots=True)
+class _SyncRun:
+    """Entries of ``feed`` that ``peer``'s planner handed out, waiting to be stored."""
+
+    peer: bytes
+    planner: SyncPlanner
+    feed: bytes
+    entries: tuple[RawEntry, ...]
+
+
+#: ``(feed, entries, source)``: a feed's entries in log order, from the peer
+#: ``source`` (``None``: held here until they fit), as received or parsed.
+_Run = tuple[bytes, Sequence[RawEntry], bytes | None]
+_ParsedRun = tuple[bytes, list[Entry], bytes | None]
+_ParsedRound = tuple[list[_SyncRun], list[_ParsedRun]]
+
+
+def _parse_runs(runs: Sequence[_Run]) -> list[_ParsedRun]:
+    """Each run parsed up to its first malformed entry (nothing after that
+    entry could link to the log). Any thread may call it."""
+    parsed: list[_ParsedRun] = []
+    for feed, raws, source in runs:
+        entries: list[Entry] = []
+        for raw in raws:
+            try:
+                entries.append(parse_entry_untrusted(raw.header, raw.signature, raw.payload))
+            except MalformedEntry:
+                break
+        parsed.append((feed, entries, source))
+    return parsed
+
+
 def _topics(entry: Entry) -> tuple[str, ...]:
     return (
         (feed_topic(entry.author), SQUARE) if entry.kind == "post" else (feed_topic(entry.author),)
@@ -188,12 +239,16 @@ class Node:
         self._scope: frozenset[bytes] = frozenset()
         self._subscribers: list[trio.MemorySendChannel[NodeEvent]] = []
         self._deliveries_send, self._deliveries_receive = trio.open_memory_channel[Delivery](4096)
+        self._sync_send, self._sync_receive = trio.open_memory_channel[_SyncRun](_SYNC_QUEUE)
         self._dialing: set[tuple[str, int]] = set()
         self._backoff = Backoff()
         #: Feeds whose provider record is not yet in the DHT (new in the scope).
         self._unannounced: set[bytes] = set()
         self._upkeep = trio.Event()
         self._dht_contacts = 0  # as of the last upkeep round
+        #: Entries of other feeds stored, and entries sent to peers, since the start.
+        self.entries_in = 0
+        self.entries_out = 0
 
     @property
     def me(self) -> bytes:
@@ -209,6 +264,15 @@ class Node:
         async with self._db_lock:
             return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
 
+    async def call_store(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(*args, **kwargs)`` in the store's worker thread (the store
+        is used by one call at a time) and return its result."""
+        return await self._db(fn, *args, **kwargs)
+
+    async def dht_contacts(self) -> list[tuple[str, int]]:
+        """The DHT nodes in this node's routing table."""
+        return await self._discovery.contacts()
+
     # --- events ---------------------------------------------------------------
 
     @contextlib.asynccontextmanager
@@ -223,6 +287,8 @@ class Node:
             send.close()
 
     def _emit(self, event: NodeEvent) -> None:
+        if isinstance(event, EntryAdded) and event.author != self.me:
+            self.entries_in += 1
         for channel in self._subscribers:
             with contextlib.suppress(trio.WouldBlock):
                 channel.send_nowait(event)
@@ -350,10 +416,16 @@ class Node:
 
     def _flush(self) -> None:
         """Carry out what the router asked for."""
+        # The router hands the same message object to every peer it goes to
+        # (an entry forwarded to the mesh): encode it once.
+        encoded: dict[int, bytes] = {}
         for peer, message in self.router.drain():
             connection = self._connections.get(peer)
             if connection is not None:
-                connection.send(message)
+                data = encoded.get(id(message))
+                if data is None:
+                    data = encoded[id(message)] = encode_message(message)
+                connection.send_encoded(data)
         for delivery in self.router.deliveries():
             try:
                 self._deliveries_send.send_nowait(delivery)
@@ -373,12 +445,80 @@ class Node:
             self._flush()
 
     async def _judge_deliveries(self) -> None:
-        async for delivery in self._deliveries_receive:
-            verdict = await self._judge(delivery)
-            self.router.validated(delivery.entry_id, verdict, trio.current_time())
+        """Judge what the router delivers, in rounds, until cancelled.
+
+        A round takes every delivery queued meanwhile (up to
+        :data:`_JUDGE_ROUND`) and stores the valid ones in one
+        ``Store.ingest`` call: one transaction, one sync to disk, where one
+        call per entry spent most of a loaded node's time waiting on commits.
+        Then the router learns each verdict and forwards what was accepted.
+        """
+        async for first in self._deliveries_receive:
+            deliveries = [first]
+            while len(deliveries) < _JUDGE_ROUND:
+                try:
+                    deliveries.append(self._deliveries_receive.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            verdicts = await self._judge(deliveries)
+            now = trio.current_time()
+            for delivery, verdict in zip(deliveries, verdicts, strict=True):
+                self.router.validated(delivery.entry_id, verdict, now)
             self._flush()
 
-    async def _judge(self, delivery: Delivery) -> Verdict:
+    async def _judge(self, deliveries: Sequence[Delivery]) -> list[Verdict]:
+        """The verdict on each of ``deliveries``, storing the valid ones.
+
+        Each entry is parsed and its topics checked on its own; those in the
+        scope go to the store together, in log order per author (so entries
+        of one feed that arrived out of order in the round still link). One
+        that is ahead of a gap is held in the gap buffer while the planners
+        fetch the gap, and ignored.
+        """
+        verdicts: list[Verdict] = []
+        parsed: dict[int, Entry] = {}  # index in deliveries -> entry to store
+        for index, delivery in enumerate(deliveries):
+            checked = self._check(delivery)
+            if isinstance(checked, Verdict):
+                verdicts.append(checked)
+            else:
+                verdicts.append(Verdict.ACCEPT)
+                parsed[index] = checked
+        if not parsed:
+            return verdicts
+        order = sorted(parsed, key=lambda index: (parsed[index].author, parsed[index].seq))
+        report, heads = await self._db(self._store_deliveries, [parsed[i] for i in order])
+        now = trio.current_time()
+        gaps = False
+        for position, error in report.rejected:
+            index = order[position]
+            if error.problem != "gap":
+                verdicts[index] = Verdict.REJECT
+                continue
+            entry = parsed[index]
+            head = heads[entry.author]
+            raw = deliveries[index].message.entry
+            self._gaps.add(entry.author, entry.seq, raw, now, head=head)
+            for planner in self._planners.values():
+                planner.on_gap(entry.author, head + 1, entry.seq - 1)
+            verdicts[index] = Verdict.IGNORE
+            gaps = True
+        if gaps:
+            self._wake_all()
+        stored: dict[bytes, int] = {}
+        for position in report.stored_indices:
+            index = order[position]
+            entry = parsed[index]
+            stored[entry.author] = max(stored.get(entry.author, 0), entry.seq)
+            self._emit(
+                EntryAdded(entry.id, entry.author, entry.seq, entry.kind, deliveries[index].peer)
+            )
+        for feed, seq in stored.items():
+            self._local_head(feed, seq)
+        return verdicts
+
+    def _check(self, delivery: Delivery) -> Entry | Verdict:
+        """The entry of ``delivery`` to store, or the verdict without storing it."""
         raw = delivery.message.entry
         try:
             entry = parse_entry_untrusted(raw.header, raw.signature, raw.payload)
@@ -388,21 +528,14 @@ class Node:
             return Verdict.REJECT  # the topics must fit the entry
         if entry.author not in self._scope:
             return Verdict.IGNORE
-        report = await self._db(self.store.ingest, [entry])
-        if report.rejected:
-            error = report.rejected[0][1]
-            if error.problem == "gap":
-                head = await self._db(self.store.latest_seq, entry.author)
-                self._gaps.add(entry.author, entry.seq, raw, trio.current_time(), head=head)
-                for planner in self._planners.values():
-                    planner.on_gap(entry.author, head + 1, entry.seq - 1)
-                self._wake_all()
-                return Verdict.IGNORE
-            return Verdict.REJECT
-        if report.stored:
-            self._local_head(entry.author, entry.seq)
-            self._emit(EntryAdded(entry.id, entry.author, entry.seq, entry.kind, delivery.peer))
-        return Verdict.ACCEPT
+        return entry
+
+    def _store_deliveries(self, entries: Sequence[Entry]) -> tuple[IngestReport, dict[bytes, int]]:
+        """Ingest ``entries`` (in the worker thread); also the store's head of
+        each author with an entry refused for a gap."""
+        report = self.store.ingest(entries)
+        gapped = {entries[p].author for p, error in report.rejected if error.problem == "gap"}
+        return report, {author: self.store.latest_seq(author) for author in gapped}
 
     def _local_head(self, feed: bytes, seq: int) -> None:
         for planner in self._planners.values():
@@ -612,16 +745,11 @@ class Node:
         if want.feed not in self._scope:
             connection.send(EntryBatch(want.request, (), True))
             return
-
-        def read() -> list[RawEntry]:
-            count = want.last - want.first + 1
-            return [
-                _raw(stored.entry)
-                for stored in islice(self.store.log(want.feed, from_seq=want.first), count * 2)
-                if stored.entry.seq <= want.last
-            ]
-
-        connection.send(answer(want, await self._db(read)))
+        # One row more than a batch holds: then answer() says the range goes on.
+        rows = await self._db(
+            self.store.raw_log, want.feed, want.first, want.last, limit=MAX_RANGE + 1
+        )
+        connection.send(answer(want, [RawEntry(*row) for row in rows]))
 
     async def _on_batch(self, peer: bytes, batch: EntryBatch) -> None:
         planner = self._planners.get(peer)
@@ -634,39 +762,88 @@ class Node:
             head = await self._db(self.store.latest_seq, outcome.feed)
             for seq, raw in outcome.preview:
                 self._gaps.add(outcome.feed, seq, raw, trio.current_time(), head=head)
-        if outcome.feed is None or not outcome.entries:
-            self._wake(peer)
-            return
-        feed = outcome.feed
-        await self._ingest_raw(list(outcome.entries), peer)
-        latest = await self._db(self.store.latest_seq, feed)
-        # Entries held ahead of the gap may fit now.
-        ready = self._gaps.ready(feed, latest)
-        if ready:
-            await self._ingest_raw(ready, None)
-            latest = await self._db(self.store.latest_seq, feed)
-        for problem in planner.on_ingested(feed, latest):
-            log.info("sync with %s: %s", peer.hex()[:16], problem)
-        self._local_head(feed, latest)
-        progress = planner.progress().get(feed)
-        if progress is not None:
-            self._emit(SyncProgress(feed, peer, latest, max(progress.target, latest)))
+        # The answered request left the window: ask for more while this waits.
         self._wake(peer)
+        if outcome.feed is not None and outcome.entries:
+            # When the queue is full this waits, and so does reading from the
+            # peer: the store sets the pace.
+            await self._sync_send.send(_SyncRun(peer, planner, outcome.feed, outcome.entries))
 
-    async def _ingest_raw(self, raws: Sequence[RawEntry], source: bytes | None) -> None:
-        entries: list[Entry] = []
-        for raw in raws:
-            try:
-                entries.append(parse_entry_untrusted(raw.header, raw.signature, raw.payload))
-            except MalformedEntry:
-                break
-        if not entries:
-            return
-        report = await self._db(self.store.ingest, entries)
-        rejected = {index for index, _ in report.rejected}
-        for index, entry in enumerate(entries):
-            if index not in rejected:
-                self._emit(EntryAdded(entry.id, entry.author, entry.seq, entry.kind, source))
+    async def _ingest_sync(self) -> None:
+        """Store what the sync planners hand out, until cancelled.
+
+        In rounds, each of every run queued meanwhile (up to about
+        _SYNC_ROUND entries, from any peer, in the order they came), and in
+        two stages: a round is parsed in a worker thread while the round
+        before it is stored (checked and written), so neither waits for the
+        other.
+        """
+        send, receive = trio.open_memory_channel[_ParsedRound](0)
+        async with trio.open_nursery() as nursery, send:
+            nursery.start_soon(self._store_rounds, receive)
+            async for first in self._sync_receive:
+                runs = [first]
+                count = len(first.entries)
+                while count < _SYNC_ROUND:
+                    try:
+                        run = self._sync_receive.receive_nowait()
+                    except trio.WouldBlock:
+                        break
+                    runs.append(run)
+                    count += len(run.entries)
+                parsed = await trio.to_thread.run_sync(
+                    _parse_runs, [(run.feed, run.entries, run.peer) for run in runs]
+                )
+                await send.send((runs, parsed))
+
+    async def _store_rounds(self, rounds: trio.MemoryReceiveChannel[_ParsedRound]) -> None:
+        async for runs, parsed in rounds:
+            heads = await self._store_parsed(parsed)
+            for feed, head in list(heads.items()):
+                # Entries held ahead of a gap may fit now.
+                ready = self._gaps.ready(feed, head)
+                if ready:
+                    heads.update(await self._ingest_raw([(feed, ready, None)]))
+            for run in runs:
+                head = heads[run.feed]
+                for problem in run.planner.on_ingested(run.feed, head):
+                    log.info("sync with %s: %s", run.peer.hex()[:16], problem)
+                progress = run.planner.progress().get(run.feed)
+                if progress is not None:
+                    self._emit(SyncProgress(run.feed, run.peer, head, max(progress.target, head)))
+            for feed, head in heads.items():
+                self._local_head(feed, head)
+            for peer in {run.peer for run in runs}:
+                self._wake(peer)
+
+    async def _ingest_raw(self, runs: Sequence[_Run]) -> dict[bytes, int]:
+        """Parse and store ``runs`` (see :func:`_parse_runs`) in the worker thread.
+
+        Emits :class:`EntryAdded` for each entry stored (not for duplicates
+        or refused ones); returns the store's head of each run's feed after.
+        """
+        added, heads = await self._db(lambda: self._store(_parse_runs(runs)))
+        for event in added:
+            self._emit(event)
+        return heads
+
+    async def _store_parsed(self, runs: Sequence[_ParsedRun]) -> dict[bytes, int]:
+        """:meth:`_ingest_raw` for runs parsed already."""
+        added, heads = await self._db(self._store, runs)
+        for event in added:
+            self._emit(event)
+        return heads
+
+    def _store(self, runs: Sequence[_ParsedRun]) -> tuple[list[EntryAdded], dict[bytes, int]]:
+        """Ingest ``runs`` in one call (in the worker thread): the events, the heads."""
+        entries = [entry for _, parsed, _ in runs for entry in parsed]
+        report = self.store.ingest(entries, chunk_size=_SYNC_CHUNK)
+        sources = [source for _, parsed, source in runs for _ in parsed]
+        added = []
+        for index in report.stored_indices:
+            entry = entries[index]
+            added.append(EntryAdded(entry.id, entry.author, entry.seq, entry.kind, sources[index]))
+        return added, {feed: self.store.latest_seq(feed) for feed, _, _ in runs}
 
     # --- staying connected ---------------------------------------------------------
 
@@ -766,8 +943,11 @@ async def open_node(local: LocalNode, options: NodeOptions | None = None) -> Asy
     port number over UDP), then the node starts its tasks. Raises
     :class:`InvalidArgument` if an address cannot be bound; the signing key
     is unlocked first, so a wrong passphrase fails before anything listens.
+    Shortens the interpreter's thread switch interval (for the whole process,
+    for good) so that the store's verify threads keep pace.
     """
     options = options or NodeOptions()
+    sys.setswitchinterval(min(sys.getswitchinterval(), _SWITCH_INTERVAL))
     key = local.signing_key()
     host, port = options.listen
     try:
@@ -789,6 +969,7 @@ async def open_node(local: LocalNode, options: NodeOptions | None = None) -> Asy
             await nursery.start(trio.serve_listeners, node._serve, listeners)
             nursery.start_soon(node._heartbeats)
             nursery.start_soon(node._judge_deliveries)
+            nursery.start_soon(node._ingest_sync)
             contacts = [*options.bootstrap, *await node._db(local.store.dht_contacts)]
             if contacts:
                 with trio.move_on_after(_DIAL_TIMEOUT):

@@ -116,8 +116,17 @@ CREATE TABLE dht_contacts (
 );
 """
 
+# Replies to a person's posts (the app's mentions screen) are found through
+# each post's replies; what the people one follows liked and reposted lately
+# (the `popular` timeline) through each one's reactions by time.
+_V3: Final = """
+CREATE INDEX entries_by_parent ON entries (parent) WHERE parent IS NOT NULL;
+CREATE INDEX entries_by_author_reaction ON entries (author, ts)
+    WHERE kind IN ('react', 'repost');
+"""
+
 #: MIGRATIONS[n - 1] takes the schema from version n - 1 to n.
-MIGRATIONS: Final[Sequence[str]] = (_V1, _V2)
+MIGRATIONS: Final[Sequence[str]] = (_V1, _V2, _V3)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 

@@ -27,6 +27,7 @@ from typing import Any, Final, ParamSpec, TypeVar
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .entry import Entry, create_entry, parse_entry_untrusted
+from .entry import entry_id as _id_of
 from .errors import (
     AmbiguousId,
     BadSignature,
@@ -61,6 +62,7 @@ __all__ = [
     "Fork",
     "IngestReport",
     "KnownPeer",
+    "RawRow",
     "Store",
     "StoredEntry",
     "VerifyReport",
@@ -79,6 +81,8 @@ _FORK: Final = "fork"
 _DUPLICATE: Final = "duplicate"
 
 Cursor = tuple[int, int]
+#: An entry's bytes as stored: header, signature and payload (``None`` once deleted).
+RawRow = tuple[bytes, bytes, bytes | None]
 
 
 def _now_ms() -> int:
@@ -106,12 +110,18 @@ class StoredEntry:
 
 @dataclass(frozen=True, slots=True)
 class IngestReport:
-    """What :meth:`Store.ingest` did: counts, and each rejected entry's error."""
+    """What :meth:`Store.ingest` did: counts, and each rejected entry's error.
+
+    ``stored_indices`` are the indices in ``entries`` of the entries stored
+    (new ones and forks, not duplicates), ascending; reports compare equal
+    whatever they hold.
+    """
 
     stored: int = 0
     duplicates: int = 0
     forks: int = 0
     rejected: tuple[tuple[int, EntryError], ...] = ()
+    stored_indices: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +206,7 @@ class _Counts:
     duplicates: int = 0
     forks: int = 0
     rejected: list[tuple[int, EntryError]] = field(default_factory=list)
+    stored_indices: list[int] = field(default_factory=list)
 
 
 _P = ParamSpec("_P")
@@ -356,7 +367,13 @@ class Store:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
-        return IngestReport(counts.stored, counts.duplicates, counts.forks, tuple(counts.rejected))
+        return IngestReport(
+            counts.stored,
+            counts.duplicates,
+            counts.forks,
+            tuple(counts.rejected),
+            tuple(counts.stored_indices),
+        )
 
     def _write_chunk(
         self,
@@ -385,13 +402,13 @@ class Store:
                         raise
                     counts.rejected.append((offset + index, exc))
                     continue
-                if outcome == _NEW:
-                    counts.stored += 1
-                elif outcome == _DUPLICATE:
+                if outcome == _DUPLICATE:
                     counts.duplicates += 1
-                else:
-                    counts.stored += 1
+                    continue
+                counts.stored += 1
+                if outcome == _FORK:
                     counts.forks += 1
+                counts.stored_indices.append(offset + index)
             self._finish(batch)
             if not atomic:
                 self._db.execute("COMMIT")
@@ -784,6 +801,32 @@ class Store:
             raise StorageError(f"the store failed: {exc}") from exc
 
     @_sqlite_errors
+    def raw_log(
+        self, author: bytes, first: int, last: int, *, limit: int | None = None
+    ) -> list[RawRow]:
+        """The stored bytes of ``author``'s entries ``first`` .. ``last``, in log order.
+
+        Rows are ``(header, signature, payload)`` exactly as received (the
+        payload ``None`` once deleted), not parsed again: what serving a peer
+        needs, who checks everything itself. A fork's entries come after the
+        first of their seq. At most ``limit`` rows, the oldest (``None``: all).
+        Raises :class:`CorruptStore` if a row's bytes no longer give its id.
+        """
+        rows: list[RawRow] = []
+        for header, signature, payload, stored_id in self._db.execute(
+            "SELECT header, signature, payload, id FROM entries"
+            " WHERE author = ? AND seq BETWEEN ? AND ? ORDER BY seq, rowid LIMIT ?",
+            (author, first, last, -1 if limit is None else limit),
+        ):
+            if _id_of(header, signature) != stored_id:
+                raise CorruptStore(
+                    f"the entry stored as {bytes(stored_id).hex()} is damaged:"
+                    " its bytes give another id (run torv verify)"
+                )
+            rows.append((header, signature, payload))
+        return rows
+
+    @_sqlite_errors
     def following(self, author: bytes) -> list[bytes]:
         """The feeds ``author`` follows, by their latest follow entries held here."""
         return [
@@ -952,6 +995,141 @@ class Store:
                 seen.add(stored.entry.author)
                 counts[content.emoji] = counts.get(content.emoji, 0) + 1
         return counts
+
+    @_sqlite_errors
+    def reposts(self, entry_id: bytes) -> int:
+        """How many feeds reposted ``entry_id``."""
+        (n,) = self._db.execute(
+            "SELECT count(DISTINCT author) FROM entries WHERE target = ? AND kind = 'repost'",
+            (entry_id,),
+        ).fetchone()
+        return int(n)
+
+    @_sqlite_errors
+    def reacted(self, entry_id: bytes, author: bytes) -> bool:
+        """Whether ``author`` reacted to ``entry_id``."""
+        row = self._db.execute(
+            "SELECT 1 FROM entries WHERE target = ? AND kind = 'react' AND author = ? LIMIT 1",
+            (entry_id, author),
+        ).fetchone()
+        return row is not None
+
+    @_sqlite_errors
+    def replies_to(
+        self, author: bytes, *, limit: int = 50, before: Cursor | None = None
+    ) -> list[StoredEntry]:
+        """Other feeds' replies to ``author``'s posts, newest first."""
+        bound = before if before is not None else (2**63 - 1, 2**63 - 1)
+        return self._rows(
+            f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE shown = 1 AND author != ?"
+            " AND parent IN (SELECT id FROM entries WHERE author = ? AND kind = 'post')"
+            " AND (sort_ts, rowid) < (?, ?) ORDER BY sort_ts DESC, rowid DESC LIMIT ?",
+            (author, author, bound[0], bound[1], limit),
+        )
+
+    @_sqlite_errors
+    def engagement(
+        self, authors: Iterable[bytes], *, since: int
+    ) -> list[tuple[bytes, bytes, str, int]]:
+        """Reactions and reposts by ``authors`` written at ``since`` (ms) or later:
+        ``(target entry id, author, kind, timestamp)`` each, newest first."""
+        found: list[tuple[bytes, bytes, str, int]] = []
+        for author in set(authors):
+            found.extend(
+                (bytes(row[0]), author, row[1], row[2])
+                for row in self._db.execute(
+                    "SELECT target, kind, ts FROM entries WHERE author = ? AND ts >= ?"
+                    " AND kind IN ('react', 'repost') AND target IS NOT NULL",
+                    (author, since),
+                )
+            )
+        found.sort(key=lambda item: item[3], reverse=True)
+        return found
+
+    @_sqlite_errors
+    def threads_of(self, author: bytes, *, limit: int = 200) -> list[bytes]:
+        """The roots of the threads ``author`` posted in (started or replied), newest first."""
+        return [
+            bytes(row[0])
+            for row in self._db.execute(
+                "SELECT coalesce(root, id) AS thread, max(sort_ts) AS latest FROM entries"
+                " WHERE author = ? AND kind = 'post' GROUP BY thread"
+                " ORDER BY latest DESC LIMIT ?",
+                (author, limit),
+            )
+        ]
+
+    @_sqlite_errors
+    def in_threads(
+        self, roots: Iterable[bytes], *, limit: int = 50, before: Cursor | None = None
+    ) -> list[StoredEntry]:
+        """Shown posts in the threads that start at ``roots`` (the roots too), newest first."""
+        bound = before if before is not None else (2**63 - 1, 2**63 - 1)
+        wanted = sorted(set(roots))
+        rows: list[StoredEntry] = []
+        for start in range(0, len(wanted), _IN_LIST):
+            part = wanted[start : start + _IN_LIST]
+            marks = ", ".join("?" * len(part))
+            rows.extend(
+                self._rows(
+                    f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE shown = 1 AND kind = 'post'"
+                    f" AND (root IN ({marks}) OR id IN ({marks})) AND (sort_ts, rowid) < (?, ?)"
+                    " ORDER BY sort_ts DESC, rowid DESC LIMIT ?",
+                    (*part, *part, bound[0], bound[1], limit),
+                )
+            )
+        rows.sort(key=lambda stored: stored.cursor, reverse=True)
+        return rows[:limit]
+
+    @_sqlite_errors
+    def search(
+        self, text: str, *, limit: int = 50, before: Cursor | None = None, scan: int = 200_000
+    ) -> list[StoredEntry]:
+        """Posts whose text contains ``text`` (case-insensitive), newest first.
+
+        Looks through at most ``scan`` of the newest shown entries (older ones
+        than ``before``), so a search never takes unbounded time.
+        """
+        needle = text.casefold()
+        if not needle:
+            return []
+        bound = before if before is not None else (2**63 - 1, 2**63 - 1)
+        found: list[StoredEntry] = []
+        # SQLite's lower() folds ASCII only: an ASCII needle is first looked
+        # for in the payload bytes, and only candidates are decoded.
+        newest = (
+            "SELECT rowid AS r, sort_ts AS t, payload AS p FROM entries"
+            " WHERE shown = 1 AND kind = 'post'"
+            " AND (sort_ts, rowid) < (?, ?) ORDER BY sort_ts DESC, rowid DESC LIMIT ?"
+        )
+        params: tuple[object, ...] = (bound[0], bound[1], scan)
+        if needle.isascii():
+            sql = (
+                f"SELECT r FROM ({newest}) WHERE instr(lower(CAST(p AS TEXT)), ?) > 0"
+                " ORDER BY t DESC, r DESC"
+            )
+            params += (needle,)
+        else:
+            sql = f"SELECT r FROM ({newest}) ORDER BY t DESC, r DESC"
+        rowids = [row[0] for row in self._db.execute(sql, params)]
+        cursor = (
+            row
+            for start in range(0, len(rowids), 256)
+            for row in self._db.execute(
+                f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE rowid IN"
+                f" ({','.join('?' * len(rowids[start : start + 256]))})"
+                " ORDER BY sort_ts DESC, rowid DESC",
+                rowids[start : start + 256],
+            )
+        )
+        for row in cursor:
+            stored = self._stored(row)
+            content = stored.entry.content
+            if isinstance(content, Post) and needle in content.text.casefold():
+                found.append(stored)
+                if len(found) >= limit:
+                    break
+        return found
 
     @_sqlite_errors
     def count(self) -> int:

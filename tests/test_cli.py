@@ -412,22 +412,36 @@ def test_errors_are_one_line_and_a_traceback_needs_debug(run: Run, tmp_path: Pat
 # --- demo ---------------------------------------------------------------------------
 
 
-def test_demo(run: Run, tmp_path: Path) -> None:
-    text = ok(run("demo", data_dir=None))
-    assert "── your timeline" in text
-    assert "── a thread" in text
-    assert "Hello from torv!" in text
-    assert not (tmp_path / "torv-home").exists()
+def test_demo_headless_runs_a_swarm_delivers_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch), "TORV_HOME": str(tmp_path / "home")}
+    argv = [str(TORV), "demo", "--headless", "--nodes", "4", "--seconds", "3", "--seed", "7"]
+    finished = subprocess.run(
+        [*argv, "--json"], env=env, capture_output=True, encoding="utf-8", timeout=120, check=False
+    )
+    assert finished.returncode == 0, finished.stderr
+    report = json.loads(finished.stdout)
+    assert report["nodes"] == 4
+    assert report["posts"] >= 1
+    assert report["entries"] >= report["posts"] + 4  # every person posts once at the start
+    assert 0 < report["delivered"] <= report["expected"]
+    assert report["latency_p99"] >= report["latency_p50"] > 0
+    assert list(scratch.iterdir()) == []
+    assert not (tmp_path / "home").exists()
 
-    lines = json_lines(ok(run("demo", "--json", data_dir=None)))
-    assert len(lines) >= 5
-    for item in lines:
-        assert {"id", "author", "kind"} <= item.keys()
-        assert item["kind"] in ("post", "repost")
-    assert any(item.get("text", "").startswith("Hello from torv!") for item in lines)
+    text = subprocess.run(
+        argv, env=env, capture_output=True, encoding="utf-8", timeout=120, check=False
+    ).stdout
+    assert "torv demo: 4 nodes on loopback" in text
+    assert "delivered to followers:" in text
 
 
-def test_demo_can_keep_its_data(run: Run, tmp_path: Path) -> None:
-    assert f"The demo data stays in {tmp_path / 'demo'}" in ok(run("demo", data_dir="demo"))
-    timeline = json_lines(ok(run("timeline", "--json", data_dir="demo")))
-    assert any(item["author_name"] == "you" for item in timeline)
+def test_demo_refuses_odd_sizes(run: Run) -> None:
+    for args, message in [
+        (("--nodes", "1"), "a demo has 2 to 64 nodes"),
+        (("--seconds", "0"), "must be from 1 to 10000"),
+    ]:
+        result = run("demo", *args, data_dir=None)
+        assert result.returncode == 2
+        assert message in result.stderr

@@ -475,6 +475,7 @@ def test_an_ignored_entry_is_remembered_but_neither_forwarded_nor_scored() -> No
     r.drain()
     eid, message = entry(1)
     r.handle_entry(peer(1), eid, message, 0.0)
+    r.drain()  # the IDONTWANTs sent on receipt
     r.validated(eid, Verdict.IGNORE, 0.0)
     assert r.drain() == []
     assert r.score(peer(1)) == 0
@@ -635,18 +636,53 @@ def test_idontwant_is_respected_when_forwarding() -> None:
     assert receivers(sent(r, EntryMessage)) == r.mesh(TOPIC) - {a, b}
 
 
-def test_a_large_entry_is_announced_with_idontwant_on_receipt() -> None:
+def test_every_entry_is_announced_with_idontwant_on_receipt_before_its_verdict() -> None:
     r = connected(8)
     r.join(TOPIC, 0.0)
     source = next(iter(r.mesh(TOPIC)))
     r.drain()
-    small_id, small = entry(1, size=P.idontwant_min_size)
+    eid, message = entry(1, size=0)
+    r.handle_entry(source, eid, message, 0.0)
+    out = r.drain()
+    assert set(out) == {(p, IDontWant((eid,))) for p in r.mesh(TOPIC) - {source}}
+    # One message object for all of them, so that a driver encodes it once.
+    assert len({id(m) for _, m in out}) == 1
+    deleted_id, deleted = entry(2)
+    deleted = EntryMessage(deleted.topics, RawEntry(deleted.entry.header, b"s" * 64, None))
+    r.handle_entry(source, deleted_id, deleted, 0.0)
+    assert receivers(sent(r, IDontWant)) == r.mesh(TOPIC) - {source}
+
+
+def test_idontwant_min_size_leaves_smaller_entries_unannounced() -> None:
+    params = RouterParams(idontwant_min_size=512)
+    r = connected(8, params=params)
+    r.join(TOPIC, 0.0)
+    source = next(iter(r.mesh(TOPIC)))
+    r.drain()
+    small_id, small = entry(1, size=511)
     r.handle_entry(source, small_id, small, 0.0)
     assert sent(r, IDontWant) == []
-    big_id, big = entry(2, size=P.idontwant_min_size + 1)
+    big_id, big = entry(2, size=512)
     r.handle_entry(source, big_id, big, 0.0)
     out = sent(r)
     assert set(out) == {(p, IDontWant((big_id,))) for p in r.mesh(TOPIC) - {source}}
+
+
+def test_an_idontwant_that_comes_while_the_entry_is_judged_keeps_it_from_that_peer() -> None:
+    # The case IDONTWANT is for: two mesh peers get the entry at about the
+    # same time, and each tells the other before either has judged it.
+    r = connected(8)
+    r.join(TOPIC, 0.0)
+    a, b = sorted(r.mesh(TOPIC))[:2]
+    r.drain()
+    eid, message = entry(1)
+    r.handle_entry(a, eid, message, 0.0)
+    r.drain()
+    r.handle(b, IDontWant((eid,)), 0.01)
+    r.validated(eid, Verdict.ACCEPT, 0.02)
+    forwarded = receivers(sent(r, EntryMessage))
+    assert forwarded == r.mesh(TOPIC) - {a, b}
+    assert forwarded
 
 
 def test_idontwant_is_bounded_per_peer() -> None:
@@ -855,6 +891,7 @@ def test_simulation_idontwant_saves_copies_when_validation_is_slow() -> None:
         return report.redundancy
 
     assert redundancy(0) < redundancy(10**6) - 0.5
+    assert redundancy(P.idontwant_min_size) == redundancy(0)  # the default
 
 
 def test_simulation_cuts_off_a_forger_and_delivers_the_rest() -> None:

@@ -376,6 +376,37 @@ def test_entries_the_store_refused_end_the_feed() -> None:
     assert planner.next_requests(1.0) == []
 
 
+@pytest.mark.parametrize(("elsewhere", "asked_again"), [(10, None), (7, (8, 10))])
+def test_an_answer_parked_behind_a_range_the_store_got_elsewhere_is_not_left_behind(
+    elsewhere: int, asked_again: tuple[int, int] | None
+) -> None:
+    log = synthetic_log(A, 10)
+    planner = planner_with({A: 10}, range_size=5)
+    first, second = planner.next_requests(0.0)
+    assert planner.on_batch(serve(log, second), 1.0) == BatchOutcome(A)  # parked
+    # Cut short: 4..5 are to be asked again, and 6..10 wait behind them.
+    assert planner.on_batch(serve(log, first, max_entries=3), 1.0).entries == log[:3]
+    assert planner.on_ingested(A, 3) == []
+    planner.on_local_head(A, elsewhere)  # gossip, or another peer, brought more
+    assert planner.parked == 0
+    wants = planner.next_requests(2.0)
+    assert [(want.first, want.last) for want in wants] == ([asked_again] if asked_again else [])
+    if asked_again is None:
+        assert planner.idle
+
+
+def test_a_refusal_is_blamed_once_when_later_outcomes_were_handed_out_already() -> None:
+    log = synthetic_log(A, 600)
+    planner = planner_with({A: 600})
+    first, second, *_ = planner.next_requests(0.0)
+    # A driver that ingests in rounds takes both before it reports either.
+    assert planner.on_batch(serve(log, first), 1.0).entries == log[:256]
+    assert planner.on_batch(serve(log, second), 1.0).entries == log[256:512]
+    assert kinds(planner.on_ingested(A, 100)) == [Fault.REJECTED]
+    assert planner.on_ingested(A, 100) == []  # the second run extends the refused entry
+    assert planner.progress()[A] == FeedProgress(100, 600, abandoned=True)
+
+
 def test_a_gap_hint_that_proves_optimistic_is_no_fault() -> None:
     log = synthetic_log(A, 5)
     planner = SyncPlanner([A], {})

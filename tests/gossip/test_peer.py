@@ -1,0 +1,115 @@
+"""Peer connections over trio memory streams: what is queued arrives whole and
+in order, and messages queued together leave in one write."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gossip.channel import secure_handshake
+from gossip.handshake import TorvHandshake
+from gossip.peer import WRITE_BATCH, PeerConnection
+from gossip.wire import MAX_IDS, IDontWant, WireMessage, encode_message
+
+NETWORK = bytes(32)
+
+
+class _CountingStream(trio.abc.Stream):
+    """Passes everything through to ``inner`` and notes the size of each write."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        self.inner = inner
+        self.writes: list[int] = []
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(len(data))
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def _connections() -> tuple[PeerConnection, PeerConnection, _CountingStream]:
+    """Two connected peers; the writes of the first (after the handshake) are counted."""
+    plain_left, plain_right = trio.testing.memory_stream_pair()
+    counting = _CountingStream(plain_left)
+    connections: dict[bool, PeerConnection] = {}
+
+    async def side(stream: trio.abc.Stream, initiator: bool) -> None:
+        handshake = TorvHandshake(
+            initiator=initiator,
+            identity=Ed25519PrivateKey.from_private_bytes(bytes([1 + initiator]) * 32),
+            network_key=NETWORK,
+        )
+        secure = await secure_handshake(stream, handshake)
+        connections[initiator] = PeerConnection(secure, address="memory", outbound=initiator)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(side, counting, True)
+        nursery.start_soon(side, plain_right, False)
+    counting.writes.clear()
+    return connections[True], connections[False], counting
+
+
+async def _deliver(messages: list[WireMessage]) -> tuple[list[WireMessage], list[int]]:
+    """Queue ``messages`` on one side, then run both sides until the other has
+    read them all; return what it read and the sizes of the sender's writes."""
+    sender, receiver, counting = await _connections()
+    for message in messages:
+        assert sender.send(message)
+    received: list[WireMessage] = []
+
+    async def ignore(connection: PeerConnection, message: WireMessage) -> None:
+        raise AssertionError("the sender was sent nothing")
+
+    async def collect(connection: PeerConnection, message: WireMessage) -> None:
+        received.append(message)
+        if len(received) == len(messages):
+            connection.close("read everything")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sender.run, ignore)
+        assert await receiver.run(collect) == "read everything"
+        sender.close("done")
+    return received, counting.writes
+
+
+def _idontwant(n: int, ids: int = 1) -> IDontWant:
+    return IDontWant(tuple(bytes([n, k % 256, k // 256]) * 10 + b"id" for k in range(ids)))
+
+
+@pytest.mark.trio
+async def test_messages_queued_together_leave_in_one_write() -> None:
+    messages: list[WireMessage] = [_idontwant(n) for n in range(50)]
+    received, writes = await _deliver(messages)
+    assert received == messages
+    assert len(writes) == 1
+
+
+@pytest.mark.trio
+async def test_a_write_holds_about_write_batch_bytes_at_most() -> None:
+    messages: list[WireMessage] = [_idontwant(n, MAX_IDS) for n in range(20)]
+    size = len(encode_message(messages[0]))
+    assert 20 * size > WRITE_BATCH
+    received, writes = await _deliver(messages)
+    assert received == messages
+    # Messages are added until the write holds WRITE_BATCH bytes (plus the
+    # length and tag of each encrypted frame).
+    per_write = -(-WRITE_BATCH // size)
+    assert len(writes) == -(-len(messages) // per_write)
+    assert max(writes) < per_write * size + 100
+
+
+@pytest.mark.trio
+async def test_a_closed_connection_takes_no_more_messages() -> None:
+    sender, _, _ = await _connections()
+    sender.close("done")
+    assert not sender.send(_idontwant(1))

@@ -1,0 +1,220 @@
+"""What every screen of the app shares: the client, live reloads, going back,
+and the common shape of a screen that lists posts."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, ClassVar, cast
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Static
+
+from node.client import NodeClient
+from node.views import MAX_PAGE, ClientEvent, PostView
+from storage.errors import TorvError
+from ui.widgets.navbar import NavBar
+from ui.widgets.post_list import PostList
+
+if TYPE_CHECKING:
+    from ui.app import TorvApp
+
+__all__ = ["PAGE", "RELOAD_DELAY", "PostsScreen", "TorvScreen"]
+
+#: Posts fetched per page.
+PAGE = 50
+#: A screen reloads for node events at most once per this many seconds: at
+#: once for an event after a quiet spell, else once the interval has passed.
+RELOAD_DELAY = 0.3
+
+
+class TorvScreen(Screen[None]):
+    """A screen of the app: reloads when it is shown and when the node says
+    something it shows may have changed (at most once per :data:`RELOAD_DELAY`)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "Back")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._reload_timer: Timer | None = None
+        self._reloaded_at = -RELOAD_DELAY  # time.monotonic() of the last reload for events
+
+    @property
+    def torv(self) -> TorvApp:
+        return cast("TorvApp", self.app)
+
+    @property
+    def client(self) -> NodeClient:
+        return self.torv.client
+
+    def nav(self) -> NavBar:
+        bar = NavBar(self.app.current_mode)
+        bar.peers = self.torv.peer_count
+        return bar
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "back":
+            return len(self.app.screen_stack) > 1
+        return True
+
+    def action_back(self) -> None:
+        if len(self.app.screen_stack) > 1:
+            self.app.pop_screen()
+
+    def on_screen_resume(self) -> None:
+        for bar in self.query(NavBar):
+            bar.peers = self.torv.peer_count
+        self.reload()
+
+    # --- live updates -------------------------------------------------------------------
+
+    def wants(self, event: ClientEvent) -> bool:
+        """Whether ``event`` may change what this screen shows."""
+        return event.kind == "entry"
+
+    def node_event(self, event: ClientEvent) -> None:
+        """Called by the app for each node event while this screen is on top."""
+        if not self.wants(event) or self._reload_timer is not None:
+            return
+        wait = self._reloaded_at + RELOAD_DELAY - time.monotonic()
+        if wait <= 0:
+            self._reload_now()
+        else:
+            self._reload_timer = self.set_timer(wait, self._reload_now)
+
+    def _reload_now(self) -> None:
+        self._reload_timer = None
+        self._reloaded_at = time.monotonic()
+        self.reload()
+
+    def reload(self) -> None:
+        """Fetch what the screen shows again (in a worker; never blocks)."""
+
+
+class PostsScreen(TorvScreen):
+    """A screen around one :class:`PostList`, paged by cursor, kept in place on reload."""
+
+    #: The line under the tabs.
+    HEADING: ClassVar[str] = ""
+    #: Shown instead of the list while it is empty.
+    EMPTY: ClassVar[str] = "Nothing here yet."
+    #: Whether older pages can be fetched (a thread comes whole).
+    PAGED: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.exhausted = False
+        self.loaded = False
+        self._select: bytes | None = None
+        self._heading = self.HEADING
+
+    def compose(self) -> ComposeResult:
+        yield self.nav()
+        yield Static(self._heading, classes="heading", id="heading")
+        yield from self.compose_top()
+        yield PostList(self.torv.clock, id="posts")
+        yield Static(self.EMPTY, classes="empty", id="empty")
+        yield Footer(compact=True)
+
+    def compose_top(self) -> ComposeResult:
+        """Widgets between the heading and the list (a profile card, a search field)."""
+        yield from ()
+
+    @property
+    def post_list(self) -> PostList:
+        return self.query_one(PostList)
+
+    def fetch(self, limit: int, before: tuple[int, int] | None) -> list[PostView]:
+        """The posts to show, newest first (blocking: runs in a worker thread)."""
+        raise NotImplementedError
+
+    def set_heading(self, text: str) -> None:
+        """Say ``text`` under the tabs."""
+        self._heading = text
+        if self.is_mounted:
+            self.query_one("#heading", Static).update(text)
+
+    def select_next_load(self, item_id: bytes) -> None:
+        """Highlight ``item_id`` when the next load shows it."""
+        self._select = item_id
+
+    def reload(self) -> None:
+        self._load()
+
+    @work(exclusive=True, group="load")
+    async def _load(self) -> None:
+        posts = self.post_list
+        shown = list(posts.posts)
+        moves = posts.moves
+        want = min(MAX_PAGE, max(PAGE, len(shown))) if self.PAGED else MAX_PAGE
+        if not self.loaded:
+            posts.loading = True
+        try:
+            fresh = await self.torv.ask(self.fetch, want, None)
+        except TorvError as exc:
+            self.torv.report(exc)
+            return
+        finally:
+            posts.loading = False
+        if not self.is_attached:
+            return  # the screen went away while the node answered
+        self.loaded = True
+        if self.PAGED:
+            self.exhausted = len(fresh) < want
+            if fresh and len(shown) > len(fresh):
+                # Keep the older pages the reader already scrolled through.
+                oldest = fresh[-1].cursor
+                fresh += [post for post in shown if post.cursor < oldest]
+        select, self._select = self._select, None
+        if posts.moves != moves:
+            select = None  # the reader moved while the node answered: their move wins
+        posts.show(fresh, select=select)
+        self._update_empty()
+        self.after_load()
+
+    def after_load(self) -> None:
+        """Called after each load (a screen may update more than the list)."""
+
+    def _update_empty(self) -> None:
+        posts = self.post_list
+        empty = not posts.posts
+        # Queried, not assumed: a screen being torn down may have lost it.
+        for placeholder in self.query("#empty"):
+            placeholder.display = empty
+        posts.display = not empty
+        if not empty and self.focused is None:
+            posts.focus()
+
+    @on(PostList.NewAbove)
+    def _new_above(self, event: PostList.NewAbove) -> None:
+        heading = self._heading
+        if event.count:
+            plural = "" if event.count == 1 else "s"
+            heading = f"{heading}  · ↑ {event.count} new post{plural} above (k)"
+        self.query_one("#heading", Static).update(heading)
+
+    @on(PostList.EndReached)
+    def _end_reached(self) -> None:
+        if self.PAGED and self.loaded and not self.exhausted:
+            self._load_more()
+
+    @work(exclusive=True, group="more")
+    async def _load_more(self) -> None:
+        posts = self.post_list
+        if not posts.posts or self.exhausted:
+            return
+        last = posts.posts[-1]
+        heading = self.query_one("#heading", Static)
+        heading.update(f"{self._heading}  · loading more…")
+        try:
+            page = await self.torv.ask(self.fetch, PAGE, last.cursor)
+        except TorvError as exc:
+            self.torv.report(exc)
+            return
+        finally:
+            heading.update(self._heading)
+        self.exhausted = len(page) < PAGE
+        posts.extend(page)

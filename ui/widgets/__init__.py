@@ -1,0 +1,1 @@
+"""Widgets of the app: a post, a list of posts, the tab bar."""
