@@ -32,7 +32,10 @@ What the router does, after the libp2p GossipSub v1.1 specification:
 - IDONTWANT (v1.2): an entry that arrives for the first time is announced
   with IDONTWANT to the other mesh peers of its topics at once, before the
   node judges it (by default every entry: see ``idontwant_min_size``), and
-  a peer's IDONTWANT keeps those ids from being sent to it.
+  a peer's IDONTWANT keeps those ids from being sent to it. So does its
+  IHAVE (not in the specification): a peer that has an entry needs neither
+  the entry nor our IHAVE of it, which spares a sixth of the IHAVEs in a
+  swarm where everyone follows the same feeds.
 - Scores (:meth:`Router.score`): first deliveries earn a little; invalid
   entries (squared), broken IWANT promises, IWANT floods, grafts during
   backoff and talking while graylisted (all squared, as the spec's P7) cost
@@ -146,7 +149,7 @@ class RouterParams:
     # IDONTWANTs heeded per peer and heartbeat: one per entry now, so as many
     # as go-libp2p allows (v1.2), not a cap a busy topic would reach.
     max_idontwant_messages: int = 1000
-    max_dont_send: int = 4096  # ids remembered per peer
+    max_dont_send: int = 4096  # ids remembered per peer (from its IDONTWANTs and IHAVEs)
     dont_send_ttl: float = 10.0
     #: Topics remembered per peer (its subscriptions).
     max_peer_topics: int = 2048
@@ -660,6 +663,8 @@ class Router:
         state.ihaves += 1
         if state.ihaves > self._p.max_ihave_messages or message.topic not in self._joined:
             return
+        # The peer has these: neither the entries nor our IHAVEs of them need go to it.
+        self._has(state, message.ids, now)
         budget = self._p.max_iwant_ids - state.asked
         wanted: list[bytes] = []
         for entry_id in dict.fromkeys(message.ids):
@@ -708,8 +713,12 @@ class Router:
         state.idontwants += 1
         if state.idontwants > self._p.max_idontwant_messages:
             return
+        self._has(state, message.ids, now)
+
+    def _has(self, state: _Peer, ids: Iterable[bytes], now: float) -> None:
+        """The peer has (or does not want) ``ids``: send it neither them nor IHAVEs of them."""
         until = now + self._p.dont_send_ttl
-        for entry_id in message.ids:
+        for entry_id in ids:
             state.dont_send.pop(entry_id, None)
             state.dont_send[entry_id] = until
         while len(state.dont_send) > self._p.max_dont_send:

@@ -314,9 +314,88 @@ def _print_entries(node: LocalNode, out: _Output, entries: Sequence[Any], show_c
 
 
 def cmd_timeline(args: argparse.Namespace, out: _Output) -> None:
+    from .views import Views
+
     with _open(args) as node:
         limit = args.limit or node.config.timeline_limit
-        _print_entries(node, out, node.timeline(limit=limit), args.show_cw)
+        items, error = Views(node).ranked(args.algorithm or node.config.algorithm, limit)
+        if error is not None:
+            print(f"torv: {error}; showing latest instead", file=sys.stderr)
+        if not items and not out.as_json:
+            print("(nothing here yet)")
+        for index, item in enumerate(items):
+            if out.as_json:
+                out.record({**entry_json(node, item.entry), "reason": item.reason}, "")
+                continue
+            if index:
+                print()
+            print(entry_text(node, item.entry, show_cw=args.show_cw))
+            if args.why:
+                print(f"  · why: {item.reason}")
+
+
+def cmd_algorithms(args: argparse.Namespace, out: _Output) -> None:
+    from . import algorithms
+
+    home = _home(args)
+    if args.use:
+        algorithms.load(args.use, home.path)
+        home.set_setting("timeline", "algorithm", args.use)
+        out.record({"selected": args.use}, f"your timeline now uses {args.use}")
+        return
+    chosen = home.load_config().algorithm
+    for found in algorithms.available(home.path):
+        if isinstance(found, algorithms.AlgorithmError):
+            out.record(
+                {"name": found.algorithm, "error": str(found)},
+                f"  {found.algorithm:<12} does not load: {found}",
+            )
+            continue
+        mark = "*" if found.name == chosen else " "
+        where = str(found.path) if found.path else "built in"
+        out.record(
+            {
+                "name": found.name,
+                "description": found.description,
+                "path": str(found.path) if found.path else None,
+                "selected": found.name == chosen,
+            },
+            f"{mark} {found.name:<12} {found.description} ({where})",
+        )
+
+
+def cmd_mute(args: argparse.Namespace, out: _Output) -> None:
+    from .views import Views
+
+    with _open(args) as node:
+        feed = node.resolve_feed(args.feed)
+        Views(node).set_muted(feed, args.mute)
+        verb = "muted" if args.mute else "unmuted"
+        out.record(
+            {"feed": feed_id_to_text(feed), verb: True},
+            f"{verb} {node.display_name(feed)} (only on this machine)",
+        )
+
+
+def cmd_filter(args: argparse.Namespace, out: _Output) -> None:
+    from .views import Views
+
+    with _open(args) as node:
+        config = node.config
+        words = [] if args.clear else list(config.filter_words)
+        tags = [] if args.clear else list(config.filter_tags)
+        words += [word.casefold() for word in args.word or [] if word.casefold() not in words]
+        tags += [
+            tag.casefold().lstrip("#")
+            for tag in args.tag or []
+            if tag.casefold().lstrip("#") not in tags
+        ]
+        Views(node).set_filters(words, tags)
+        out.record(
+            {"words": words, "tags": tags},
+            "hidden: "
+            + (", ".join([*words, *(f"#{tag}" for tag in tags)]) or "nothing (no filters)"),
+        )
 
 
 def cmd_feed(args: argparse.Namespace, out: _Output) -> None:
@@ -717,6 +796,24 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("feed", metavar="FEED", help="feed id, petname or me")
         p.add_argument("--limit", type=_positive, default=None if name == "timeline" else 50)
         p.add_argument("--show-cw", action="store_true", help="show text behind content warnings")
+        if name == "timeline":
+            p.add_argument(
+                "--algorithm", metavar="NAME", help="rank with NAME (see: torv algorithms)"
+            )
+            p.add_argument("--why", action="store_true", help="say why each item is there")
+    p = add("algorithms", cmd_algorithms, "the timeline algorithms you can choose (* chosen)")
+    p.add_argument("--use", metavar="NAME", help="choose NAME for your timeline")
+    for name, func, help in (
+        ("mute", cmd_mute, "hide a feed everywhere, on this machine only"),
+        ("unmute", cmd_mute, "show a muted feed again"),
+    ):
+        p = add(name, func, help)
+        p.add_argument("feed", metavar="FEED", help="feed id or petname")
+        p.set_defaults(mute=name == "mute")
+    p = add("filter", cmd_filter, "hide posts with a word or a tag, on this machine only")
+    p.add_argument("--word", action="append", metavar="WORD", help="hide posts containing WORD")
+    p.add_argument("--tag", action="append", metavar="TAG", help="hide posts tagged TAG")
+    p.add_argument("--clear", action="store_true", help="remove every filter first")
     p = add("thread", cmd_thread, "a post and its replies as a tree")
     p.add_argument("entry", metavar="ENTRY_ID")
     p.add_argument("--show-cw", action="store_true", help="show text behind content warnings")

@@ -259,11 +259,14 @@ class LocalNode:
         return self.publish(Unfollow(feed=feed))
 
     def block(self, feed: bytes) -> Entry | None:
-        """Block ``feed``; ``None`` if already blocked."""
+        """Block ``feed`` and remove what the store holds of it (it is never
+        replicated again while blocked); ``None`` if already blocked."""
         self._not_self(feed, "block")
         if feed in self.store.blocking(self.me):
             return None
-        return self.publish(Block(feed=feed))
+        entry = self.publish(Block(feed=feed))
+        self.store.purge(feed)
+        return entry
 
     def unblock(self, feed: bytes) -> Entry | None:
         """Unblock ``feed``; ``None`` if not blocked."""

@@ -24,7 +24,6 @@ import functools
 import hashlib
 import logging
 import random
-import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
@@ -89,12 +88,6 @@ _SYNC_QUEUE: Final = 16
 #: touched), and the store verifies one chunk while it writes the one before.
 _SYNC_ROUND: Final = 4096
 _SYNC_CHUNK: Final = 2048
-#: The interpreter's thread switch interval while nodes run, in seconds. A
-#: verify thread needs the GIL back after each signature (~70 us of work
-#: without it); with the default 5 ms, Python work on the event loop or in
-#: the parse stage holds it off that long each time, and signatures are
-#: checked at a fraction of the rate the cores allow.
-_SWITCH_INTERVAL: Final = 0.0001
 
 T = TypeVar("T")
 
@@ -338,7 +331,13 @@ class Node:
         return await self._relation(self.local.unfollow, feed)
 
     async def block(self, feed: bytes) -> Entry | None:
-        return await self._relation(self.local.block, feed)
+        """Block ``feed``: publish the block, purge its entries, end any
+        session with it and refuse new ones."""
+        entry = await self._relation(self.local.block, feed)
+        connection = self._connections.get(feed)
+        if connection is not None:
+            connection.close("blocked")
+        return entry
 
     async def unblock(self, feed: bytes) -> Entry | None:
         return await self._relation(self.local.unblock, feed)
@@ -943,11 +942,8 @@ async def open_node(local: LocalNode, options: NodeOptions | None = None) -> Asy
     port number over UDP), then the node starts its tasks. Raises
     :class:`InvalidArgument` if an address cannot be bound; the signing key
     is unlocked first, so a wrong passphrase fails before anything listens.
-    Shortens the interpreter's thread switch interval (for the whole process,
-    for good) so that the store's verify threads keep pace.
     """
     options = options or NodeOptions()
-    sys.setswitchinterval(min(sys.getswitchinterval(), _SWITCH_INTERVAL))
     key = local.signing_key()
     host, port = options.listen
     try:

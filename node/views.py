@@ -233,6 +233,12 @@ class Views:
         )
         return None if error is None else str(error)
 
+    def ranked(self, name: str, limit: int) -> tuple[list[Item], algorithms.AlgorithmError | None]:
+        """The first ``limit`` items of algorithm ``name`` after moderation,
+        and the error that made ``latest`` rank instead (or ``None``)."""
+        items, error = algorithms.run(name, self._timeline(), 2 * limit, self.local.home.path)
+        return self._moderated(items)[:limit], error
+
     def _timeline(self) -> Timeline:
         return Timeline(self.store, self.local.me, _now_ms(), self.local.display_name)
 

@@ -1028,6 +1028,30 @@ class Store:
         )
 
     @_sqlite_errors
+    def purge(self, author: bytes) -> int:
+        """Remove everything held of ``author``'s feed (a blocked feed); return
+        how many entries went. The feed may be fetched again later (its log
+        is then checked from seq 1, as for any new feed)."""
+        with self._transaction():
+            rowids = [
+                row[0]
+                for row in self._db.execute(
+                    "SELECT rowid FROM entries WHERE author = ?", (author,)
+                )
+            ]
+            for start in range(0, len(rowids), _IN_LIST):
+                part = rowids[start : start + _IN_LIST]
+                marks = ", ".join("?" * len(part))
+                self._db.execute(f"DELETE FROM mentions WHERE entry IN ({marks})", part)
+                self._db.execute(f"DELETE FROM tags WHERE entry IN ({marks})", part)
+            self._db.execute("DELETE FROM entries WHERE author = ?", (author,))
+            self._db.execute("DELETE FROM feeds WHERE author = ?", (author,))
+            self._db.execute("DELETE FROM relations WHERE author = ?", (author,))
+            self._db.execute("DELETE FROM forks WHERE author = ?", (author,))
+            self._db.execute("DELETE FROM deletions WHERE author = ?", (author,))
+        return len(rowids)
+
+    @_sqlite_errors
     def engagement(
         self, authors: Iterable[bytes], *, since: int
     ) -> list[tuple[bytes, bytes, str, int]]:
@@ -1044,6 +1068,22 @@ class Store:
                 )
             )
         found.sort(key=lambda item: item[3], reverse=True)
+        return found
+
+    @_sqlite_errors
+    def summaries(self, entry_ids: Iterable[bytes]) -> dict[bytes, tuple[bytes, str, int, bool]]:
+        """``id -> (author, kind, timestamp, deleted)`` for the ids held here,
+        read from the index columns without decoding any entry."""
+        wanted = sorted(set(entry_ids))
+        found: dict[bytes, tuple[bytes, str, int, bool]] = {}
+        for start in range(0, len(wanted), _IN_LIST):
+            part = wanted[start : start + _IN_LIST]
+            for row in self._db.execute(
+                "SELECT id, author, kind, ts, deleted FROM entries"
+                f" WHERE id IN ({', '.join('?' * len(part))})",
+                part,
+            ):
+                found[bytes(row[0])] = (bytes(row[1]), row[2], row[3], bool(row[4]))
         return found
 
     @_sqlite_errors

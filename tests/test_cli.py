@@ -285,6 +285,9 @@ def test_follow_block_and_petnames_of_another_identity(run: Run, tmp_path: Path)
     ok(run("follow", "bee"))
     assert ok(run("timeline", "--json")) == ""  # followed, but blocked
     ok(run("unblock", feed_b))
+    # The block purged b's entries; they come back like any feed's would.
+    assert ok(run("timeline")) == "(nothing here yet)\n"
+    assert one_json(run("import", str(log_b), "--json"))["stored"] == 2
     timeline = ok(run("timeline"))
     assert "hello from b" in timeline
     assert "bee  ·" in timeline

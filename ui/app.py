@@ -2,26 +2,29 @@
 
 Every client call blocks, so the app makes them in worker threads
 (:meth:`TorvApp.ask`) and never on its event loop. Node events arrive on
-another thread and are posted to the app as :class:`TorvApp.NodeEvent`
-messages; the screen on top decides whether to reload.
+another thread, wait in a queue and are handed to the screen on top in
+batches (one :class:`TorvApp.NodeEvents` message per batch, however fast the
+node ingests); the screen decides whether to reload.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, ParamSpec, TypeVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import Screen
 
 from node.client import NodeClient
-from node.views import ClientEvent, PostView
+from node.views import ClientEvent, PostView, SettingsView
 from storage.errors import TorvError
 from ui.commands import TorvCommands
 from ui.format import Clock
@@ -75,20 +78,28 @@ class TorvApp(App[None]):
         Binding("q", "quit", "Quit"),
     ]
 
-    class NodeEvent(Message):
-        """The node reported ``event`` (posted from the node's thread)."""
-
-        def __init__(self, event: ClientEvent) -> None:
-            super().__init__()
-            self.event = event
+    class NodeEvents(Message):
+        """The node reported events; they wait in the app's queue (posted from
+        the node's thread, once for every batch that found the queue empty)."""
 
     def __init__(self, client: NodeClient, *, clock: Clock = time.time) -> None:
         super().__init__()
         self.client = client
         #: Seconds since the epoch; relative times ("2m") are measured from it.
         self.clock = clock
+        #: Whether content warnings are folded (the setting, once it was read).
+        self.fold_cw = True
+        #: The settings as last read (``None`` until then).
+        self.settings: SettingsView | None = None
+        #: ``time.monotonic()`` of the reader's last key or scroll.
+        self.input_at = -1e9
         self._peers: set[bytes] = set()
         self._peer_count: int | None = None
+        self._events: deque[ClientEvent] = deque()
+        self._events_lock = threading.Lock()
+        self._events_posted = False
+        self._settings_read_at = -1e9
+        self._algorithm_error_told: str | None = None
 
     # --- start, calls to the node, errors ----------------------------------------------
 
@@ -105,9 +116,20 @@ class TorvApp(App[None]):
             self.set_peer_count(len(self._peers))
 
     def _deliver(self, event: ClientEvent) -> None:
-        # Runs on the node's thread: hand the event over, never block or raise.
+        # Runs on the node's thread: queue the event, never block or raise. One
+        # message wakes the app for however many events queue up meanwhile.
+        with self._events_lock:
+            self._events.append(event)
+            if self._events_posted:
+                return
+            self._events_posted = True
         with contextlib.suppress(Exception):
-            self.post_message(self.NodeEvent(event))
+            self.post_message(self.NodeEvents())
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key | events.MouseScrollDown | events.MouseScrollUp):
+            self.input_at = time.monotonic()
+        await super().on_event(event)
 
     async def ask(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a blocking client call in a worker thread and return its result.
@@ -147,19 +169,65 @@ class TorvApp(App[None]):
         for bar in self.screen.query(NavBar):
             bar.peers = count
 
-    @on(NodeEvent)
-    def _node_event(self, message: NodeEvent) -> None:
-        event = message.event
-        if event.kind == "peer-up" and event.peer is not None:
-            self._peers.add(event.peer)
-            self.set_peer_count(len(self._peers))
-        elif event.kind == "peer-down" and event.peer is not None:
-            self._peers.discard(event.peer)
+    @on(NodeEvents)
+    def _node_events(self) -> None:
+        with self._events_lock:
+            batch = list(self._events)
+            self._events.clear()
+            self._events_posted = False
+        peers_changed = False
+        for event in batch:
+            if event.kind == "peer-up" and event.peer is not None:
+                self._peers.add(event.peer)
+                peers_changed = True
+            elif event.kind == "peer-down" and event.peer is not None:
+                self._peers.discard(event.peer)
+                peers_changed = True
+        if peers_changed:
             self.set_peer_count(len(self._peers))
         for screen in reversed(self.screen_stack):
             if isinstance(screen, TorvScreen):
-                screen.node_event(event)
+                for event in batch:
+                    screen.node_event(event)
                 break
+
+    # --- settings -----------------------------------------------------------------------
+
+    def check_settings(self, *, within: float = 0.0) -> None:
+        """Read the settings again (in a worker), unless they were read less
+        than ``within`` seconds ago; see :meth:`settings_changed`."""
+        if time.monotonic() - self._settings_read_at >= within:
+            self._settings_read_at = time.monotonic()
+            self._read_settings()
+
+    @work(exclusive=True, group="settings")
+    async def _read_settings(self) -> None:
+        with self.reporting():
+            self.settings_changed(await self.ask(self.client.settings))
+
+    def settings_changed(self, settings: SettingsView) -> None:
+        """Take in settings just read from the node: fold content warnings or
+        not, and say (once per distinct error) that the chosen algorithm fails."""
+        self.settings = settings
+        self._settings_read_at = time.monotonic()
+        if settings.fold_cw != self.fold_cw:
+            self.fold_cw = settings.fold_cw
+            # The lists of other screens catch up when they load next.
+            for post_list in self.screen.query(PostList):
+                post_list.fold_cw = settings.fold_cw
+        error = settings.algorithm_error
+        if error != self._algorithm_error_told:
+            self._algorithm_error_told = error
+            if error is not None:
+                self.notify(
+                    f"Your algorithm {settings.algorithm} failed: {error}; showing latest.",
+                    title="Timeline algorithm",
+                    severity="warning",
+                    timeout=12,
+                )
+        screen = self.screen
+        if isinstance(screen, TorvScreen):
+            screen.settings_changed(settings)
 
     # --- navigation -------------------------------------------------------------------------
 
@@ -183,6 +251,14 @@ class TorvApp(App[None]):
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
+
+    def action_why(self) -> None:
+        """Show (or hide) why the highlighted post of the screen is in its list."""
+        for post_list in self.screen.query(PostList):
+            if post_list.current is not None:
+                post_list.action_why()
+                return
+        self.notify("Highlight a post first (j, k).", severity="warning")
 
     def show_profile(self, feed: bytes) -> None:
         """Open the profile of ``feed`` on top of the current screen."""
@@ -211,7 +287,7 @@ class TorvApp(App[None]):
     def _asked(self, message: PostList.Asked) -> None:
         post = message.post
         if message.action == "reply":
-            if not post.held or post.deleted:
+            if not post.held or post.deleted or post.hidden:
                 self.notify("That post is not here to reply to.", severity="warning")
                 return
             self.action_compose(post)
@@ -285,6 +361,38 @@ class TorvApp(App[None]):
             else:
                 await self.ask(self.client.block, feed)
                 self.notify(f"Blocked {profile.display_name}: you will not see their posts.")
+
+    async def toggle_mute(self, feed: bytes) -> None:
+        """Mute ``feed``, or unmute it if muted; say which. Muting is private."""
+        with self.reporting():
+            profile = await self.ask(self.client.profile, feed)
+            if profile.is_me:
+                self.notify("That is you.", severity="warning")
+            elif profile.muted:
+                await self.ask(self.client.set_muted, feed, False)
+                self.notify(f"Unmuted {profile.display_name}: their posts show again.")
+            else:
+                await self.ask(self.client.set_muted, feed, True)
+                self.notify(
+                    f"Muted {profile.display_name}: their posts are hidden everywhere."
+                    " Only you know (it is not published)."
+                )
+
+    async def toggle_reposts_hidden(self, feed: bytes) -> None:
+        """Hide ``feed``'s reposts, or show them again; say which. This is private."""
+        with self.reporting():
+            profile = await self.ask(self.client.profile, feed)
+            if profile.is_me:
+                self.notify("That is you.", severity="warning")
+            elif profile.reposts_hidden:
+                await self.ask(self.client.set_reposts_hidden, feed, False)
+                self.notify(f"{profile.display_name}'s reposts show again.")
+            else:
+                await self.ask(self.client.set_reposts_hidden, feed, True)
+                self.notify(
+                    f"{profile.display_name}'s reposts are hidden; their own posts still show."
+                    " Only you know."
+                )
 
 
 def make_app(client: NodeClient, *, clock: Clock = time.time) -> TorvApp:

@@ -28,6 +28,11 @@ class TorvCommands(Provider):
             ("Settings", "how this node runs (6)", partial(app.action_go, "settings")),
             ("New post", "write a post (n)", app.action_compose),
             ("Search", "find posts by #tag or words (/)", app.action_search),
+            (
+                "Why am I seeing this",
+                "the reason the highlighted post is in this list (w)",
+                app.action_why,
+            ),
             ("Help", "every key (?)", app.action_help),
             ("Quit", "leave torv (q)", app.exit),
         ]

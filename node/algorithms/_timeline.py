@@ -99,6 +99,17 @@ class Timeline:
         repost ``authors`` made at ``since`` (ms) or later, newest first."""
         return self._store.engagement(authors, since=since)
 
+    def summaries(self, entry_ids: Iterable[bytes]) -> dict[bytes, tuple[bytes, str, int]]:
+        """``id -> (author, kind, timestamp)`` of entries held here and not
+        deleted; much cheaper than :meth:`find` for many ids."""
+        return {
+            entry_id: (author, kind, timestamp)
+            for entry_id, (author, kind, timestamp, deleted) in self._store.summaries(
+                entry_ids
+            ).items()
+            if not deleted
+        }
+
     def find(self, entry_id: bytes) -> StoredEntry | None:
         """The entry ``entry_id`` if it is held here and not deleted."""
         stored = self._store.find(entry_id)

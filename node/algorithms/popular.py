@@ -28,18 +28,27 @@ def rank(timeline: Timeline, limit: int) -> list[Item]:
     reposters: dict[bytes, set[bytes]] = {}
     for entry_id, who, kind, _ in timeline.engagement(follows, since=timeline.now - WINDOW_MS):
         (likers if kind == "react" else reposters).setdefault(entry_id, set()).add(who)
+    # Score from the index columns first; decode only the posts that make the page.
     scored = []
-    for entry_id in likers.keys() | reposters.keys():
-        stored = timeline.find(entry_id)
-        if stored is None or stored.entry.kind != "post":
+    for entry_id, (_, kind, written) in timeline.summaries(
+        likers.keys() | reposters.keys()
+    ).items():
+        if kind != "post":
             continue
-        age_hours = max(0, timeline.now - stored.entry.header.timestamp) / 3_600_000
+        age_hours = max(0, timeline.now - written) / 3_600_000
         likes, reposts = likers.get(entry_id, set()), reposters.get(entry_id, set())
         weight = WEIGHT["react"] * len(likes) + WEIGHT["repost"] * len(reposts)
-        score = weight * 0.5 ** (age_hours / HALF_LIFE_HOURS)
-        scored.append((score, stored.cursor, stored, _reason(timeline, likes, reposts)))
-    scored.sort(key=lambda item: (item[0], item[1]), reverse=True)
-    return [Item(stored, reason, score) for score, _, stored, reason in scored[:limit]]
+        scored.append((weight * 0.5 ** (age_hours / HALF_LIFE_HOURS), written, entry_id))
+    scored.sort(reverse=True)
+    items = []
+    for score, _, entry_id in scored:
+        stored = timeline.find(entry_id)
+        if stored is not None:
+            reason = _reason(timeline, likers.get(entry_id, set()), reposters.get(entry_id, set()))
+            items.append(Item(stored, reason, score))
+            if len(items) == limit:
+                break
+    return items
 
 
 def _reason(timeline: Timeline, likes: set[bytes], reposts: set[bytes]) -> str:

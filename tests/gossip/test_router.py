@@ -685,6 +685,25 @@ def test_an_idontwant_that_comes_while_the_entry_is_judged_keeps_it_from_that_pe
     assert forwarded
 
 
+def test_a_peer_that_advertised_an_entry_is_sent_neither_it_nor_gossip_of_it() -> None:
+    r = connected(8)
+    r.join(TOPIC, 0.0)
+    mesh = sorted(r.mesh(TOPIC))
+    outside = sorted({peer(i) for i in range(1, 9)} - set(mesh))
+    assert len(outside) == 2 <= P.d_lazy  # both get gossip at a heartbeat
+    source, advertiser = mesh[:2]
+    r.drain()
+    eid, message = entry(1)
+    r.handle_entry(source, eid, message, 0.0)
+    r.handle(advertiser, IHave(TOPIC, (eid,)), 0.01)  # while the node judges it
+    r.handle(outside[0], IHave(TOPIC, (eid,)), 0.01)
+    r.drain()
+    r.validated(eid, Verdict.ACCEPT, 0.02)
+    assert receivers(sent(r, EntryMessage)) == set(mesh) - {source, advertiser}
+    r.heartbeat(1.0)
+    assert sent(r, IHave) == [(outside[1], IHave(TOPIC, (eid,)))]
+
+
 def test_idontwant_is_bounded_per_peer() -> None:
     params = RouterParams(max_dont_send=5, max_idontwant_messages=2)
     r = connected(1, params=params)

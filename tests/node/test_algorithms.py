@@ -290,3 +290,21 @@ def test_ranked_pages_continue_after_the_last_item(local: LocalNode) -> None:
     third = views.home(limit=50, before=second[-1].cursor)
     texts = [view.text for view in [*first, *second, *third]]
     assert texts == [f"post {n}" for n in range(119, -1, -1)]
+
+
+def test_the_example_in_the_docs_works(local: LocalNode) -> None:
+    text = (Path(__file__).parents[2] / "docs" / "algorithms.md").read_text(encoding="utf-8")
+    source = text.split('```python\n"""The people you follow, one post each')[1]
+    _write(local, "quiet", '"""The people you follow, one post each' + source.split("```")[0])
+    for n in range(3):
+        post(local, ANA, f"ana {n}", 5 - n)
+    post(local, BEN, "ben yesterday", 30)  # more than a day old: left out
+    post(local, BEN, "ben once", 4)
+    items, error = algorithms.run("quiet", timeline(local), 10, local.home.path)
+    assert error is None
+    assert [(_text(local, item), item.reason) for item in items] == [
+        ("ben once", "~Ben posted 1 time today"),
+        ("ana 2", "~Ana posted 3 times today"),
+        ("ana 1", "~Ana posted 3 times today"),
+        ("ana 0", "~Ana posted 3 times today"),
+    ]

@@ -397,7 +397,9 @@ def test_timeline_is_me_and_who_i_follow(make_node: NodeFactory) -> None:
     node.block(blocked.me)
     shown = ids(node.timeline())
     assert set(shown) == {mine.id, posts[followed.me].id}
+    assert node.store.feed_info(blocked.me) is None  # the block purged the feed
     node.unblock(blocked.me)
+    share(blocked, node)  # it comes back like any feed's entries would
     assert posts[blocked.me].id in ids(node.timeline())
 
 

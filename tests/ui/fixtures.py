@@ -3,8 +3,9 @@
 :func:`fixed_home` writes a data directory whose every key and timestamp is
 fixed, so that screens render the same on every machine. :class:`StoreClient`
 is a :class:`node.client.NodeClient` over that store without networking: its
-posts are real signed entries, read through :class:`node.views.Views`, while
-the network and settings it reports are fixed too.
+posts and settings are real (signed entries and ``config.toml``, read and
+changed through :class:`node.views.Views`), while the network it reports, and
+the node's seeds, key and data directory in the settings, are fixed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -23,10 +24,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.padding import Padding
 from rich.text import Text
 from textual.pilot import Pilot
+from textual.screen import Screen
+from textual.widgets import Footer
 
 from node.client import EventCallback, InProcessClient, start_node
 from node.home import Home
-from node.identity import feed_id_to_text
 from node.local import LocalNode
 from node.runtime import NodeOptions
 from node.testing import TEST_NETWORK_KEY
@@ -263,27 +265,33 @@ class StoreClient:
         )
 
     def settings(self) -> SettingsView:
-        return SettingsView(
-            data_dir="/home/sam/.local/share/torv",
-            identity_text=feed_id_to_text(self.me),
-            algorithm="latest",
-            algorithm_error=None,
-            algorithms=(
-                ("latest", "You and the people you follow, newest first."),
-                ("popular", "What the people you follow liked and reposted lately."),
-            ),
-            broken_algorithms=(),
-            hops=1,
+        view = self._do(
+            self.views.settings,
             seeds=("192.0.2.10:4710",),
-            network_key="00" * 32,
+            network_key=bytes(32),
+            hops=1,
             square=False,
-            fold_cw=True,
-            square_hops=None,
-            muted=(),
-            reposts_hidden=(),
-            filter_words=(),
-            filter_tags=(),
         )
+        # Where the data directory is differs from run to run; the screen does not.
+        return replace(view, data_dir="/home/sam/.local/share/torv")
+
+    def set_algorithm(self, name: str) -> None:
+        self._do(self.views.set_algorithm, name)
+
+    def set_muted(self, feed: bytes, muted: bool) -> None:
+        self._do(self.views.set_muted, feed, muted)
+
+    def set_reposts_hidden(self, feed: bytes, hidden: bool) -> None:
+        self._do(self.views.set_reposts_hidden, feed, hidden)
+
+    def set_filters(self, words: list[str], tags: list[str]) -> None:
+        self._do(self.views.set_filters, words, tags)
+
+    def set_fold_cw(self, fold: bool) -> None:
+        self._do(self.views.set_fold_cw, fold)
+
+    def set_square_hops(self, hops: int | None) -> None:
+        self._do(self.views.set_square_hops, hops)
 
     def post(self, text: str, *, reply_to: bytes | None = None, cw: str | None = None) -> bytes:
         entry = self._do(self.local.post, text, reply_to=reply_to, cw=cw)
@@ -386,4 +394,17 @@ async def settle(pilot: Pilot[Any]) -> None:
     if isinstance(screen, NetworkScreen):
         await wait_until(pilot, lambda: screen.view is not None)
     await wait_until(pilot, lambda: not any(w.is_running for w in app.workers))
+    await wait_until(pilot, lambda: _footer_caught_up(app.screen))
     await pilot.pause()
+
+
+def _footer_caught_up(screen: Screen[Any]) -> bool:
+    """Whether the footer shows every key the focused widget and screen offer
+    (it redraws itself some time after the focus moves)."""
+    active = screen.active_bindings.values()
+    wanted = {binding.action for _, binding, _, _ in active if binding.show}
+    for footer in screen.query(Footer):
+        shown = {getattr(key, "action", None) for key in footer.query("FooterKey")}
+        if not wanted <= shown:
+            return False
+    return True

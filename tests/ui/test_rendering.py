@@ -10,6 +10,7 @@ from node.views import PostView
 from storage.payloads import MAX_TEXT_CHARS
 from ui.format import duration, rate, relative_time
 from ui.screens.compose import problem_with
+from ui.screens.settings import parse_list
 from ui.widgets.post import post_text, stats_line
 
 NOW = 1_773_489_600_000
@@ -102,8 +103,29 @@ def test_a_content_warning_hides_the_text_until_unfolded() -> None:
 
 
 def test_missing_and_deleted_posts_say_so() -> None:
-    assert "deleted" in post_text(replace(POST, deleted=True, text=""), NOW).plain
+    assert post_text(replace(POST, deleted=True, text=""), NOW).plain == "(deleted by its author)"
     assert "not reached" in post_text(replace(POST, held=False, text=""), NOW).plain
+
+
+def test_a_hidden_post_is_one_line_that_says_why() -> None:
+    hidden = replace(POST, text="", hidden=True, reason="muted")
+    assert post_text(hidden, NOW).plain == "hidden: muted"
+    assert post_text(hidden, NOW, why=True).plain == "hidden: muted"
+    assert post_text(replace(hidden, reason=""), NOW).plain == "hidden: by your settings"
+
+
+def test_why_adds_the_reason_or_says_there_is_none() -> None:
+    assert post_text(replace(POST, reason="you follow ~Ada"), NOW, why=True).plain.endswith(
+        "\nwhy: you follow ~Ada"
+    )
+    assert post_text(POST, NOW, why=True).plain.endswith("\nwhy: no reason recorded")
+    assert "why" not in post_text(replace(POST, reason="you follow ~Ada"), NOW).plain
+
+
+def test_what_a_list_of_comma_separated_filters_holds() -> None:
+    assert parse_list(" spoiler, ,Election ,spoiler") == ["spoiler", "Election"]
+    assert parse_list("#crypto, # nsfw, ", strip="#") == ["crypto", "nsfw"]
+    assert parse_list("") == []
 
 
 def test_what_cannot_be_posted() -> None:

@@ -20,7 +20,7 @@ from textual.widgets import TextArea
 
 from ui.app import TorvApp, make_app
 
-from .fixtures import fixed_client, fixed_clock, run, settle
+from .fixtures import StoreClient, fixed_client, fixed_clock, run, settle
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 UPDATE = os.environ.get("TORV_UPDATE_SNAPSHOTS") == "1"
@@ -55,16 +55,51 @@ async def _reply_dialog(pilot: Pilot[Any]) -> None:
     await settle(pilot)
 
 
+async def _filtered_thread(pilot: Pilot[Any]) -> None:
+    # A word filter hides the owner's first post; in the thread of Ada's
+    # reply to it, it stays as a one-line placeholder.
+    client = pilot.app.client  # type: ignore[attr-defined]
+    assert isinstance(client, StoreClient)
+    client.set_filters(["hello"], [])
+    await _keys(pilot, "2", "1", "j", "j", "j", "enter")
+
+
+async def _broken_algorithms(pilot: Pilot[Any]) -> None:
+    # An own algorithm that loads but fails, chosen; one that does not load.
+    client = pilot.app.client  # type: ignore[attr-defined]
+    assert isinstance(client, StoreClient)
+    folder = client.local.home.path / "algorithms"
+    folder.mkdir()
+    (folder / "norank.py").write_text('"""No rank function."""\n', encoding="utf-8")
+    (folder / "fails.py").write_text(FAILING_ALGORITHM, encoding="utf-8")
+    client.set_algorithm("fails")
+    await _keys(pilot, "6")
+
+
+FAILING_ALGORITHM = """\
+\"\"\"Fails while ranking.\"\"\"
+
+NAME = "fails"
+DESCRIPTION = "Divides by zero."
+
+
+def rank(timeline, limit):
+    return [1 / 0]
+"""
+
 Steps = Callable[[Pilot[Any]], Awaitable[None]]
 
 SCREENS: dict[str, Steps] = {
     "home": lambda pilot: _keys(pilot),
     "home-cw-open": lambda pilot: _keys(pilot, "j", "j", "space"),
+    "home-why": lambda pilot: _keys(pilot, "j", "w"),
     "square": lambda pilot: _keys(pilot, "2"),
     "mentions": lambda pilot: _keys(pilot, "3"),
     "network": lambda pilot: _keys(pilot, "4"),
     "profile": lambda pilot: _keys(pilot, "5"),
     "settings": lambda pilot: _keys(pilot, "6"),
+    "settings-broken-algorithms": _broken_algorithms,
+    "thread-filtered": _filtered_thread,
     "thread": lambda pilot: _keys(pilot, "j", "j", "j", "enter"),
     "profile-forked": lambda pilot: _keys(pilot, "2", "end", "k", "p"),
     "reply": _reply_dialog,

@@ -14,7 +14,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Static
 
 from node.client import NodeClient
-from node.views import MAX_PAGE, ClientEvent, PostView
+from node.views import MAX_PAGE, ClientEvent, PostView, SettingsView
 from storage.errors import TorvError
 from ui.widgets.navbar import NavBar
 from ui.widgets.post_list import PostList
@@ -22,18 +22,33 @@ from ui.widgets.post_list import PostList
 if TYPE_CHECKING:
     from ui.app import TorvApp
 
-__all__ = ["PAGE", "RELOAD_DELAY", "PostsScreen", "TorvScreen"]
+__all__ = [
+    "INPUT_GRACE",
+    "PAGE",
+    "RELOAD_DELAY",
+    "SETTINGS_RECHECK",
+    "PostsScreen",
+    "TorvScreen",
+]
 
 #: Posts fetched per page.
 PAGE = 50
 #: A screen reloads for node events at most once per this many seconds: at
 #: once for an event after a quiet spell, else once the interval has passed.
 RELOAD_DELAY = 0.3
+#: While the reader presses keys (or scrolls), a reload for node events waits
+#: until this many seconds have passed since the last one: a key is answered
+#: at once, never after redrawing a list that new posts changed.
+INPUT_GRACE = 0.3
+#: Seconds between two readings of the settings while home reloads: how soon
+#: the app notices that the chosen algorithm started to fail.
+SETTINGS_RECHECK = 10.0
 
 
 class TorvScreen(Screen[None]):
     """A screen of the app: reloads when it is shown and when the node says
-    something it shows may have changed (at most once per :data:`RELOAD_DELAY`)."""
+    something it shows may have changed (at most once per :data:`RELOAD_DELAY`,
+    and not while the reader is pressing keys: :data:`INPUT_GRACE`)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "Back")]
 
@@ -86,9 +101,16 @@ class TorvScreen(Screen[None]):
             self._reload_timer = self.set_timer(wait, self._reload_now)
 
     def _reload_now(self) -> None:
+        quiet = self.torv.input_at + INPUT_GRACE - time.monotonic()
+        if quiet > 0:
+            self._reload_timer = self.set_timer(quiet, self._reload_now)
+            return
         self._reload_timer = None
         self._reloaded_at = time.monotonic()
         self.reload()
+
+    def settings_changed(self, settings: SettingsView) -> None:
+        """Called by the app when it read the settings while this screen is on top."""
 
     def reload(self) -> None:
         """Fetch what the screen shows again (in a worker; never blocks)."""
@@ -115,7 +137,7 @@ class PostsScreen(TorvScreen):
         yield self.nav()
         yield Static(self._heading, classes="heading", id="heading")
         yield from self.compose_top()
-        yield PostList(self.torv.clock, id="posts")
+        yield PostList(self.torv.clock, fold_cw=self.torv.fold_cw, id="posts")
         yield Static(self.EMPTY, classes="empty", id="empty")
         yield Footer(compact=True)
 
@@ -135,7 +157,20 @@ class PostsScreen(TorvScreen):
         """Say ``text`` under the tabs."""
         self._heading = text
         if self.is_mounted:
-            self.query_one("#heading", Static).update(text)
+            self._show_heading()
+
+    def _show_heading(self, note: str = "") -> None:
+        """The heading, with how many new posts wait above, and ``note``."""
+        text = self._heading
+        for posts in self.query(PostList):
+            if posts.new_above:
+                plural = "" if posts.new_above == 1 else "s"
+                text = f"{text}  · ↑ {posts.new_above} new post{plural} above (k)"
+        if note:
+            text = f"{text}  · {note}"
+        # One line, whatever it says: no layout of the screen is needed.
+        for heading in self.query("#heading").results(Static):
+            heading.update(text, layout=False)
 
     def select_next_load(self, item_id: bytes) -> None:
         """Highlight ``item_id`` when the next load shows it."""
@@ -164,13 +199,15 @@ class PostsScreen(TorvScreen):
         self.loaded = True
         if self.PAGED:
             self.exhausted = len(fresh) < want
-            if fresh and len(shown) > len(fresh):
-                # Keep the older pages the reader already scrolled through.
+            if len(fresh) == want and len(shown) > want:
+                # Keep the older pages the reader already scrolled through (a
+                # shorter answer is all there is: what it left out is gone).
                 oldest = fresh[-1].cursor
                 fresh += [post for post in shown if post.cursor < oldest]
         select, self._select = self._select, None
         if posts.moves != moves:
             select = None  # the reader moved while the node answered: their move wins
+        posts.fold_cw = self.torv.fold_cw
         posts.show(fresh, select=select)
         self._update_empty()
         self.after_load()
@@ -189,12 +226,8 @@ class PostsScreen(TorvScreen):
             posts.focus()
 
     @on(PostList.NewAbove)
-    def _new_above(self, event: PostList.NewAbove) -> None:
-        heading = self._heading
-        if event.count:
-            plural = "" if event.count == 1 else "s"
-            heading = f"{heading}  · ↑ {event.count} new post{plural} above (k)"
-        self.query_one("#heading", Static).update(heading)
+    def _new_above(self) -> None:
+        self._show_heading()
 
     @on(PostList.EndReached)
     def _end_reached(self) -> None:
@@ -207,14 +240,13 @@ class PostsScreen(TorvScreen):
         if not posts.posts or self.exhausted:
             return
         last = posts.posts[-1]
-        heading = self.query_one("#heading", Static)
-        heading.update(f"{self._heading}  · loading more…")
+        self._show_heading("loading more…")
         try:
             page = await self.torv.ask(self.fetch, PAGE, last.cursor)
         except TorvError as exc:
             self.torv.report(exc)
             return
         finally:
-            heading.update(self._heading)
+            self._show_heading()
         self.exhausted = len(page) < PAGE
         posts.extend(page)

@@ -55,7 +55,12 @@ class ComposeScreen(ModalScreen[bytes | None]):
                 yield Label("New post", classes="dialog-title")
             else:
                 yield Label(f"Reply to {self.reply_to.author_name}", classes="dialog-title")
-                yield PostCard(self.reply_to, ms_now(self.torv.clock), id="replying-to")
+                yield PostCard(
+                    self.reply_to,
+                    ms_now(self.torv.clock),
+                    unfolded=not self.torv.fold_cw,
+                    id="replying-to",
+                )
             yield TextArea(id="text", placeholder="What is happening? #tags and @mentions work")
             yield Input(
                 placeholder="Content warning (optional): readers see this first",

@@ -33,6 +33,7 @@ KEYS: Final = (
             ("j k ↑ ↓", "move"),
             ("enter / click", "open the thread"),
             ("space", "show or hide the text behind a content warning"),
+            ("w", "why am I seeing this: the reason it is in the list"),
             ("r", "reply"),
             ("l", "like (♥)"),
             ("b", "repost"),
@@ -45,6 +46,8 @@ KEYS: Final = (
         (
             ("f", "follow or unfollow"),
             ("x", "block or unblock"),
+            ("m", "mute or unmute: hidden everywhere (only you know)"),
+            ("h", "hide or show their reposts (only you know)"),
             ("e", "edit your name and bio (your own profile)"),
         ),
     ),
@@ -54,6 +57,15 @@ KEYS: Final = (
             ("ctrl+s", "post"),
             ("tab", "to the content warning field"),
             ("escape", "cancel"),
+        ),
+    ),
+    (
+        "Settings",
+        (
+            ("enter", "choose the highlighted timeline algorithm"),
+            ("space", "tick or untick; choose a square limit"),
+            ("tab", "next field"),
+            ("enter", "in a filter field: save the filters (escape leaves it)"),
         ),
     ),
     (

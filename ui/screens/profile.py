@@ -1,4 +1,5 @@
-"""A profile: who someone is, their counts and posts; follow and block from here."""
+"""A profile: who someone is, their counts and posts; follow, block, mute and
+hide reposts from here (muting and hiding reposts are private: never published)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,10 @@ def profile_text(profile: ProfileView) -> Text:
         marks.append(("follows you", "green"))
     if profile.i_block:
         marks.append(("blocked", "bold red"))
+    if profile.muted:
+        marks.append(("muted (only you know)", "yellow"))
+    if profile.reposts_hidden:
+        marks.append(("reposts hidden (only you know)", "yellow"))
     if profile.forked:
         marks.append(("⚠ forked feed: this key signed two different histories", "bold red"))
     for mark, style in marks:
@@ -62,6 +67,8 @@ class ProfileScreen(PostsScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f", "follow", "Follow"),
         Binding("x", "block", "Block"),
+        Binding("m", "mute", "Mute"),
+        Binding("h", "hide_reposts", "Reposts"),
         Binding("e", "edit", "Edit"),
     ]
     HEADING = "Profile"
@@ -84,7 +91,7 @@ class ProfileScreen(PostsScreen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         profile = self.profile
-        if action in ("follow", "block"):
+        if action in ("follow", "block", "mute", "hide_reposts"):
             return profile is not None and not profile.is_me
         if action == "edit":
             return profile is not None and profile.is_me
@@ -125,6 +132,16 @@ class ProfileScreen(PostsScreen):
     async def action_block(self) -> None:
         await self.torv.toggle_block(self.feed)
         self._load_profile()
+
+    @work(group="profile-action")
+    async def action_mute(self) -> None:
+        await self.torv.toggle_mute(self.feed)
+        self.reload()
+
+    @work(group="profile-action")
+    async def action_hide_reposts(self) -> None:
+        await self.torv.toggle_reposts_hidden(self.feed)
+        self.reload()
 
     def action_edit(self) -> None:
         profile = self.profile

@@ -14,10 +14,13 @@ from textual.widgets import Static
 from node.views import PostView
 from ui.format import relative_time
 
-__all__ = ["MAX_INDENT", "PostCard", "post_renderable", "post_text", "stats_line"]
+__all__ = ["MAX_INDENT", "NO_REASON", "PostCard", "post_renderable", "post_text", "stats_line"]
 
 #: Deeper replies in a thread are drawn at this depth (the text stays readable).
 MAX_INDENT: Final = 6
+
+#: What "why am I seeing this" says when the list recorded no reason.
+NO_REASON: Final = "no reason recorded"
 
 _TAG: Final = re.compile(r"(?<![\w#])#[^\s#]+")
 _MENTION: Final = re.compile(r"(?<![\w@])@[^\s@]+")
@@ -40,8 +43,26 @@ def stats_line(post: PostView) -> Text:
     return line
 
 
-def post_text(post: PostView, now_ms: int, *, unfolded: bool = False) -> Text:
-    """The post as lines of text; a content warning hides the text unless ``unfolded``."""
+def post_text(post: PostView, now_ms: int, *, unfolded: bool = False, why: bool = False) -> Text:
+    """The post as lines of text; a content warning hides the text unless
+    ``unfolded``; ``why`` adds a line with the reason the post is in the list.
+
+    A post hidden by the reader's moderation (kept in a thread as the context
+    of replies) and a deleted one are one line that says so.
+    """
+    if post.hidden:
+        out = Text(f"hidden: {post.reason or 'by your settings'}", style="dim italic")
+    elif post.deleted:
+        out = Text("(deleted by its author)", style="dim italic")
+    else:
+        out = _full_text(post, now_ms, unfolded=unfolded)
+    if why and not post.hidden:
+        out.append("\n")
+        out.append(f"why: {post.reason or NO_REASON}", style="italic cyan")
+    return out
+
+
+def _full_text(post: PostView, now_ms: int, *, unfolded: bool) -> Text:
     out = Text(no_wrap=False, overflow="fold")
     if post.reposted_by:
         out.append(f"↻ reposted by {post.reposted_by}\n", style="green")
@@ -55,8 +76,6 @@ def post_text(post: PostView, now_ms: int, *, unfolded: bool = False) -> Text:
     out.append("\n")
     if not post.held:
         out.append("(the reposted post has not reached this node yet)", style="dim italic")
-    elif post.deleted:
-        out.append("(deleted by its author)", style="dim italic")
     elif post.cw:
         out.append(f"⚠ CW: {post.cw}", style="bold yellow")
         if unfolded:
@@ -73,9 +92,11 @@ def post_text(post: PostView, now_ms: int, *, unfolded: bool = False) -> Text:
     return out
 
 
-def post_renderable(post: PostView, now_ms: int, *, unfolded: bool = False) -> RenderableType:
+def post_renderable(
+    post: PostView, now_ms: int, *, unfolded: bool = False, why: bool = False
+) -> RenderableType:
     """:func:`post_text`, indented by the post's depth in a thread."""
-    text = post_text(post, now_ms, unfolded=unfolded)
+    text = post_text(post, now_ms, unfolded=unfolded, why=why)
     if post.depth <= 0:
         return text
     return Padding(text, (0, 0, 0, 2 * min(post.depth, MAX_INDENT)))
@@ -99,6 +120,8 @@ class PostCard(Static):
     }
     """
 
-    def __init__(self, post: PostView, now_ms: int, *, id: str | None = None) -> None:
-        super().__init__(post_text(post, now_ms, unfolded=False), id=id)
+    def __init__(
+        self, post: PostView, now_ms: int, *, unfolded: bool = False, id: str | None = None
+    ) -> None:
+        super().__init__(post_text(post, now_ms, unfolded=unfolded), id=id)
         self.post = post

@@ -14,7 +14,7 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from node.views import PostView
-from ui.format import Clock, ms_now
+from ui.format import Clock, ms_now, relative_time
 from ui.widgets.post import post_renderable
 
 __all__ = ["PostList"]
@@ -41,6 +41,7 @@ class PostList(OptionList):
         Binding("b", "ask('repost')", "Repost"),
         Binding("f", "ask('follow')", "Follow"),
         Binding("p", "ask('profile')", "Profile"),
+        Binding("w", "why", "Why"),
         Binding("space", "toggle_cw", "Show CW", show=False),
     ]
 
@@ -89,11 +90,19 @@ class PostList(OptionList):
         def control(self) -> PostList:
             return self.post_list
 
-    def __init__(self, clock: Clock, *, id: str | None = None) -> None:
+    def __init__(self, clock: Clock, *, fold_cw: bool = True, id: str | None = None) -> None:
         super().__init__(id=id)
         self._clock = clock
         self._posts: list[PostView] = []
-        self._unfolded: set[bytes] = set()
+        self._fold_cw = fold_cw
+        #: Posts (by id) whose content warning the reader opened (or, with
+        #: folding off, closed) with space.
+        self._toggled: set[bytes] = set()
+        #: Items that show why they are in the list (w).
+        self._why: set[bytes] = set()
+        #: The option drawn for each item, with what it was drawn from: a reload
+        #: reuses the options of unchanged items (their text is laid out already).
+        self._drawn: dict[bytes, tuple[_Drawn, Option]] = {}
         self._fresh: set[bytes] = set()
         self.new_above = 0
         #: How many times the reader has moved the highlight.
@@ -105,6 +114,26 @@ class PostList(OptionList):
     @property
     def posts(self) -> Sequence[PostView]:
         return tuple(self._posts)
+
+    @property
+    def fold_cw(self) -> bool:
+        """Whether content warnings are folded until the reader opens them."""
+        return self._fold_cw
+
+    @fold_cw.setter
+    def fold_cw(self, fold: bool) -> None:
+        if fold != self._fold_cw:
+            self._fold_cw = fold
+            self._toggled.clear()
+            self._redraw()
+
+    def unfolded(self, post: PostView) -> bool:
+        """Whether the text behind ``post``'s content warning shows."""
+        return (post.id in self._toggled) == self._fold_cw
+
+    def showing_why(self, post: PostView) -> bool:
+        """Whether ``post`` shows the line that says why it is in the list."""
+        return post.item_id in self._why
 
     @property
     def current(self) -> PostView | None:
@@ -147,6 +176,9 @@ class PostList(OptionList):
             self._fresh |= {post.item_id for post in new if post.item_id not in old_ids}
         self._restore(index, offset)
         self._count_new_above()
+        if (current is None) != (self.current is None):
+            # The keys that act on a post come or go (the footer shows them).
+            self.refresh_bindings()
 
     def extend(self, posts: Iterable[PostView]) -> int:
         """Add an older page below; return how many items were new."""
@@ -168,7 +200,7 @@ class PostList(OptionList):
             if old.id == post.id:
                 fresh = _with_item(post, old)
                 self._posts[index] = fresh
-                self.replace_option_prompt_at_index(index, self._prompt(fresh))
+                self._draw_at(index)
                 changed = True
         if changed:
             self.refresh()
@@ -177,9 +209,16 @@ class PostList(OptionList):
         self.set_interval(_RETIME_EVERY, self.retime)
 
     def retime(self) -> None:
-        """Render again so that relative times ("2m") stay true."""
+        """Render again what changed with the time, so that relative times ("2m") stay true."""
+        self._redraw()
+
+    def _redraw(self) -> None:
+        """Draw again each item whose text changed (the time, a folding)."""
+        now = ms_now(self._clock)
         for index, post in enumerate(self._posts):
-            self.replace_option_prompt_at_index(index, self._prompt(post))
+            drawn = self._drawn.get(post.item_id)
+            if drawn is None or drawn[0] != self._drawn_from(post, now):
+                self._draw_at(index, now)
 
     def _count_new_above(self) -> None:
         index = self.highlighted
@@ -193,17 +232,40 @@ class PostList(OptionList):
             self.new_above = count
             self.post_message(self.NewAbove(self, count))
 
-    def _prompt(self, post: PostView) -> RenderableType:
-        return post_renderable(post, ms_now(self._clock), unfolded=post.id in self._unfolded)
+    def _drawn_from(self, post: PostView, now: int) -> _Drawn:
+        ago = relative_time(post.timestamp, now)
+        return (post, ago, self.unfolded(post), self.showing_why(post))
+
+    def _prompt(self, post: PostView, now: int) -> RenderableType:
+        return post_renderable(post, now, unfolded=self.unfolded(post), why=self.showing_why(post))
+
+    def _option(self, post: PostView, now: int) -> Option:
+        """The option for ``post``: the one drawn before if nothing it shows changed."""
+        source = self._drawn_from(post, now)
+        drawn = self._drawn.get(post.item_id)
+        if drawn is not None and drawn[0] == source:
+            return drawn[1]
+        option = Option(self._prompt(post, now), id=post.item_id.hex())
+        self._drawn[post.item_id] = (source, option)
+        return option
+
+    def _draw_at(self, index: int, now: int | None = None) -> None:
+        """Draw the item at ``index`` again, in place."""
+        post = self._posts[index]
+        now = ms_now(self._clock) if now is None else now
+        self.replace_option_prompt_at_index(index, self._prompt(post, now))
+        self._drawn[post.item_id] = (self._drawn_from(post, now), self.get_option_at_index(index))
 
     def _rebuild(self) -> None:
         now = ms_now(self._clock)
         options: list[Option | None] = []
         for post in self._posts:
-            prompt = post_renderable(post, now, unfolded=post.id in self._unfolded)
-            options.append(Option(prompt, id=post.item_id.hex()))
+            options.append(self._option(post, now))
             options.append(None)
         self.set_options(options)
+        if len(self._drawn) > len(self._posts):
+            kept = {post.item_id for post in self._posts}
+            self._drawn = {key: value for key, value in self._drawn.items() if key in kept}
 
     def _screen_offset(self) -> int | None:
         """How far below the top of the view the highlighted post starts."""
@@ -226,7 +288,7 @@ class PostList(OptionList):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Without a post, the keys fall through to the screen (f on a profile).
-        if action in ("ask", "toggle_cw", "select"):
+        if action in ("ask", "toggle_cw", "select", "why"):
             return self.current is not None
         return True
 
@@ -237,10 +299,19 @@ class PostList(OptionList):
 
     def action_toggle_cw(self) -> None:
         post = self.current
-        if post is None or not post.cw or self.highlighted is None:
+        if post is None or not post.cw or post.hidden or self.highlighted is None:
             return
-        self._unfolded ^= {post.id}
-        self.replace_option_prompt_at_index(self.highlighted, self._prompt(post))
+        self._toggled ^= {post.id}
+        self._draw_at(self.highlighted)
+        self.scroll_to_highlight()
+
+    def action_why(self) -> None:
+        """Show (or hide again) why the highlighted post is in the list."""
+        post = self.current
+        if post is None or self.highlighted is None:
+            return
+        self._why ^= {post.item_id}
+        self._draw_at(self.highlighted)
         self.scroll_to_highlight()
 
     @on(OptionList.OptionSelected)
@@ -277,6 +348,11 @@ class PostList(OptionList):
         self._moved = True
         if self.scroll_y >= self.max_scroll_y - 1:
             self.post_message(self.EndReached(self))
+
+
+#: What an item was drawn from: the post, its relative time, whether its
+#: content warning is open and whether it says why it is in the list.
+_Drawn = tuple[PostView, str, bool, bool]
 
 
 def _unique(posts: Iterable[PostView]) -> list[PostView]:
