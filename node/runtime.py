@@ -425,6 +425,8 @@ class Node:
                 if data is None:
                     data = encoded[id(message)] = encode_message(message)
                 connection.send_encoded(data)
+                if isinstance(message, EntryMessage):
+                    self.entries_out += 1
         for delivery in self.router.deliveries():
             try:
                 self._deliveries_send.send_nowait(delivery)
@@ -748,7 +750,9 @@ class Node:
         rows = await self._db(
             self.store.raw_log, want.feed, want.first, want.last, limit=MAX_RANGE + 1
         )
-        connection.send(answer(want, [RawEntry(*row) for row in rows]))
+        batch = answer(want, [RawEntry(*row) for row in rows])
+        self.entries_out += len(batch.entries)
+        connection.send(batch)
 
     async def _on_batch(self, peer: bytes, batch: EntryBatch) -> None:
         planner = self._planners.get(peer)

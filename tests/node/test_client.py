@@ -104,6 +104,7 @@ def test_views_of_a_live_node_and_events_from_its_peer(
     network = b.network()
     assert [peer.identity for peer in network.peers] == [a.me]
     assert network.entries_in >= 3  # the profile and two posts
+    assert a.network().entries_out >= 3  # sent by sync or gossip, or both
     assert b.settings().network_key == TEST_NETWORK_KEY.hex()
 
     # A reply to B shows on B's mentions screen.
