@@ -21,12 +21,17 @@ from storage.errors import (
     StorageError,
     TorvError,
 )
+from storage.payloads import MAX_BIO_CHARS, MAX_CW_CHARS, MAX_NAME_CHARS, MAX_TEXT_CHARS
 
 from .home import Config, Home, default_data_dir
 from .identity import KeyFile, feed_id_from_text, feed_id_to_text, short_feed_id
 from .local import LocalNode, Thread, ThreadItem
 
 __all__ = [
+    "MAX_BIO_CHARS",
+    "MAX_CW_CHARS",
+    "MAX_NAME_CHARS",
+    "MAX_TEXT_CHARS",
     "AmbiguousId",
     "BadExportFile",
     "BadSignature",

@@ -23,9 +23,9 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import Screen
 
+from node import TorvError
 from node.client import NodeClient
 from node.views import ClientEvent, PostView, SettingsView
-from storage.errors import TorvError
 from ui.commands import TorvCommands
 from ui.format import Clock
 from ui.screens.base import PostsScreen, TorvScreen

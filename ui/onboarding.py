@@ -18,7 +18,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Input, Label, Static
 
-from storage.payloads import MAX_NAME_CHARS
+from node import MAX_NAME_CHARS
 
 __all__ = [
     "Onboarding",

@@ -22,12 +22,25 @@ from storage import ConfigError, NotFound
 OPTIONS = NodeOptions(network_key=TEST_NETWORK_KEY, max_contacts_per_ip=None, maintain_interval=1)
 
 
-def _wait(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("the condition did not hold in time")
-        time.sleep(0.05)
+class Changes:
+    """Wakes a waiting test whenever either node reports an event."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def __call__(self, event: ClientEvent) -> None:
+        self._event.set()
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float = 20.0) -> None:
+        """Check ``condition`` now and after each event until it holds or the
+        deadline passes (then fail)."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError("the condition did not hold in time")
+            self._event.wait(remaining)
+            self._event.clear()
 
 
 @pytest.fixture
@@ -64,12 +77,19 @@ def test_views_of_a_live_node_and_events_from_its_peer(
 ) -> None:
     a, b = pair
     events: list[ClientEvent] = []
-    b.subscribe(events.append)
+    changes = Changes()
+
+    def on_b(event: ClientEvent) -> None:
+        events.append(event)  # before the waiting test is woken
+        changes(event)
+
+    b.subscribe(on_b)
+    a.subscribe(changes)
     b.follow(a.me)
     a.set_profile(name="Ana", bio="writes about #bees")
     first = a.post("Hello #world from Ana")
     reply = a.post("and a reply", reply_to=first)
-    _wait(lambda: any(event.entry_id == reply for event in events))
+    changes.wait_for(lambda: any(event.entry_id == reply for event in events))
 
     home = b.home()
     assert [view.id for view in home] == [reply, first]
@@ -110,9 +130,9 @@ def test_views_of_a_live_node_and_events_from_its_peer(
     # A reply to B shows on B's mentions screen.
     a.follow(b.me)
     mine = b.post("a post of my own")
-    _wait(lambda: a.post_view(mine) is not None)
+    changes.wait_for(lambda: a.post_view(mine) is not None)
     answer = a.post("thanks for the like", reply_to=mine)
-    _wait(lambda: any(event.entry_id == answer for event in events))
+    changes.wait_for(lambda: any(event.entry_id == answer for event in events))
     assert [view.id for view in b.mentions()] == [answer]
     assert any(event.kind == "peer-up" and event.peer == a.me for event in events)
 

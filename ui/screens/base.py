@@ -13,9 +13,9 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Static
 
+from node import TorvError
 from node.client import NodeClient
 from node.views import MAX_PAGE, ClientEvent, PostView, SettingsView
-from storage.errors import TorvError
 from ui.widgets.navbar import NavBar
 from ui.widgets.post_list import PostList
 

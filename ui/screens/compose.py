@@ -11,9 +11,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static, TextArea
 
+from node import MAX_CW_CHARS, MAX_TEXT_CHARS, TorvError
 from node.views import PostView
-from storage.errors import TorvError
-from storage.payloads import MAX_CW_CHARS, MAX_TEXT_CHARS
 from ui.format import ms_now
 from ui.widgets.post import PostCard
 

@@ -12,9 +12,9 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
 
+from node import TorvError
 from node.identity import short_feed_id
 from node.views import ClientEvent, NetworkView, SyncView
-from storage.errors import TorvError
 from ui.format import duration, rate
 from ui.screens.base import TorvScreen
 

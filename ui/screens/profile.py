@@ -14,9 +14,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static, TextArea
 
+from node import MAX_BIO_CHARS, MAX_NAME_CHARS, TorvError
 from node.views import ClientEvent, PostView, ProfileView
-from storage.errors import TorvError
-from storage.payloads import MAX_BIO_CHARS, MAX_NAME_CHARS
 from ui.screens.base import PostsScreen
 from ui.widgets.post_list import PostList
 

@@ -28,8 +28,8 @@ from textual.widgets import (
 )
 from textual.widgets.option_list import Option
 
+from node import TorvError
 from node.views import ClientEvent, SettingsView
-from storage.errors import TorvError
 from ui.screens.base import TorvScreen
 
 __all__ = [
