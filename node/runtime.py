@@ -182,12 +182,11 @@ class _SyncRun:
 #: ``source`` (``None``: held here until they fit), as received or parsed.
 _Run = tuple[bytes, Sequence[RawEntry], bytes | None]
 _ParsedRun = tuple[bytes, list[Entry], bytes | None]
-_ParsedRound = tuple[list[_SyncRun], list[_ParsedRun]]
 
 
 def _parse_runs(runs: Sequence[_Run]) -> list[_ParsedRun]:
     """Each run parsed up to its first malformed entry (nothing after that
-    entry could link to the log). Any thread may call it."""
+    entry could link to the log)."""
     parsed: list[_ParsedRun] = []
     for feed, raws, source in runs:
         entries: list[Entry] = []
@@ -515,6 +514,12 @@ class Node:
                 EntryAdded(entry.id, entry.author, entry.seq, entry.kind, deliveries[index].peer)
             )
         for feed, seq in stored.items():
+            # Entries held ahead of a gap that this round filled fit now;
+            # without this they would wait for a sync batch of that feed.
+            ready = self._gaps.ready(feed, seq)
+            if ready:
+                heads = await self._ingest_raw([(feed, ready, None)])
+                seq = max(seq, heads.get(feed, seq))
             self._local_head(feed, seq)
         return verdicts
 
@@ -773,35 +778,25 @@ class Node:
             await self._sync_send.send(_SyncRun(peer, planner, outcome.feed, outcome.entries))
 
     async def _ingest_sync(self) -> None:
-        """Store what the sync planners hand out, until cancelled.
+        """Store what the sync planners hand out, in rounds, until cancelled.
 
-        In rounds, each of every run queued meanwhile (up to about
-        _SYNC_ROUND entries, from any peer, in the order they came), and in
-        two stages: a round is parsed in a worker thread while the round
-        before it is stored (checked and written), so neither waits for the
-        other.
+        A round takes every run queued meanwhile (up to about _SYNC_ROUND
+        entries, from any peer, in the order they came): one call in the
+        worker thread parses it and hands it to the store in one
+        ``Store.ingest``. (Parsing the next round in another thread meanwhile
+        measured no faster: the Python work held off the verify threads.)
         """
-        send, receive = trio.open_memory_channel[_ParsedRound](0)
-        async with trio.open_nursery() as nursery, send:
-            nursery.start_soon(self._store_rounds, receive)
-            async for first in self._sync_receive:
-                runs = [first]
-                count = len(first.entries)
-                while count < _SYNC_ROUND:
-                    try:
-                        run = self._sync_receive.receive_nowait()
-                    except trio.WouldBlock:
-                        break
-                    runs.append(run)
-                    count += len(run.entries)
-                parsed = await trio.to_thread.run_sync(
-                    _parse_runs, [(run.feed, run.entries, run.peer) for run in runs]
-                )
-                await send.send((runs, parsed))
-
-    async def _store_rounds(self, rounds: trio.MemoryReceiveChannel[_ParsedRound]) -> None:
-        async for runs, parsed in rounds:
-            heads = await self._store_parsed(parsed)
+        async for first in self._sync_receive:
+            runs = [first]
+            count = len(first.entries)
+            while count < _SYNC_ROUND:
+                try:
+                    run = self._sync_receive.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                runs.append(run)
+                count += len(run.entries)
+            heads = await self._ingest_raw([(run.feed, run.entries, run.peer) for run in runs])
             for feed, head in list(heads.items()):
                 # Entries held ahead of a gap may fit now.
                 ready = self._gaps.ready(feed, head)
@@ -826,13 +821,6 @@ class Node:
         or refused ones); returns the store's head of each run's feed after.
         """
         added, heads = await self._db(lambda: self._store(_parse_runs(runs)))
-        for event in added:
-            self._emit(event)
-        return heads
-
-    async def _store_parsed(self, runs: Sequence[_ParsedRun]) -> dict[bytes, int]:
-        """:meth:`_ingest_raw` for runs parsed already."""
-        added, heads = await self._db(self._store, runs)
         for event in added:
             self._emit(event)
         return heads

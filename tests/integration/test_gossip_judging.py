@@ -11,7 +11,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gossip.channel import secure_handshake
 from gossip.handshake import TorvHandshake
-from gossip.wire import EntryMessage, RawEntry, encode_message, feed_topic
+from gossip.wire import (
+    EntryMessage,
+    MessageBuffer,
+    RawEntry,
+    Want,
+    decode_message_untrusted,
+    encode_message,
+    feed_topic,
+)
 from node.runtime import EntryAdded
 from node.testing import TEST_NETWORK_KEY, open_swarm
 from storage import Entry, Post, create_entry
@@ -75,3 +83,37 @@ async def test_entries_read_together_are_stored_in_log_order_and_judged_one_by_o
             assert node.store.latest_seq(FEED) == 10
             assert node.store.find(next_one.id) is None
             assert node.store.latest_seq(misfiled.author) == 0
+
+
+@pytest.mark.trio
+async def test_entries_held_ahead_of_a_gap_are_stored_when_gossip_fills_it() -> None:
+    # The scripted peer never answers the node's sync requests: only gossip
+    # can fill the gap, and the held entries must follow at once.
+    log = _log(AUTHOR, 5)
+    topic = feed_topic(FEED)
+    ahead = b"".join(encode_message(EntryMessage((topic,), _raw(entry))) for entry in log[1:])
+    with trio.fail_after(60):
+        async with open_swarm(1) as swarm:
+            node = swarm.nodes[0]
+            await node.follow(FEED)
+            stream = await trio.open_tcp_stream(*node.listen_address)
+            key = Ed25519PrivateKey.generate()
+            handshake = TorvHandshake(initiator=True, identity=key, network_key=TEST_NETWORK_KEY)
+            secure = await secure_handshake(stream, handshake)
+            await secure.send_all(ahead)
+            # The node asks for the gap (seq 1) once it holds 2 to 5.
+            buffer = MessageBuffer()
+            asked = False
+            while not asked:
+                buffer.feed(await secure.receive_some())
+                while (body := buffer.next_body()) is not None:
+                    message = decode_message_untrusted(body)
+                    asked = asked or (isinstance(message, Want) and message.feed == FEED)
+            assert node.store.latest_seq(FEED) == 0
+            async with node.events() as events:
+                await secure.send_all(encode_message(EntryMessage((topic,), _raw(log[0]))))
+                async for event in events:
+                    if isinstance(event, EntryAdded) and event.seq == 5:
+                        break
+            await trio.aclose_forcefully(secure)
+            assert node.store.latest_seq(FEED) == 5

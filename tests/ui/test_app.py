@@ -315,8 +315,14 @@ def test_the_network_screen_lists_peers_and_sync(tmp_path: Path) -> None:
                     await wait_until(
                         pilot, lambda: screen.view is not None and len(screen.view.peers) == 1
                     )
-                    table = screen.query_one("#peers")
-                    assert "~Bea" in str(table.get_row_at(0))  # type: ignore[attr-defined]
+                    # The peer may show before its profile has synced: then
+                    # by its short id, and by name at a later refresh.
+                    await wait_until(
+                        pilot,
+                        lambda: (
+                            "~Bea" in str(screen.query_one("#peers").get_row_at(0))  # type: ignore[attr-defined]
+                        ),
+                    )
                     await wait_until(
                         pilot,
                         lambda: (
