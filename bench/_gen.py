@@ -20,6 +20,7 @@ import math
 import multiprocessing
 import random
 import sys
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -37,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: E402
     Ed25519PrivateKey,
 )
 
-from storage.entry import Entry, create_entry  # noqa: E402
+from storage.entry import Entry, create_entry, parse_entry_untrusted  # noqa: E402
 from storage.payloads import (  # noqa: E402
     Delete,
     Follow,
@@ -48,6 +49,7 @@ from storage.payloads import (  # noqa: E402
     Repost,
     Unfollow,
 )
+from storage.store import Store  # noqa: E402
 
 __all__ = [
     "DAY_MS",
@@ -236,3 +238,27 @@ def generate(seed: int, feeds: int, per_feed: int, *, processes: int | None = No
     """Every generated entry, group after group (each author's in log order)."""
     groups = generate_groups(seed, feeds, per_feed, processes=processes)
     return [raw for group in groups for raw in group]
+
+
+def ingest_generated(
+    store: Store, seed: int, feeds: int, per_feed: int, *, report_every: int = 50_000
+) -> None:
+    """Store the generated entries in ``store`` by checked ingest, as a node
+    stores entries from a peer (parsed lazily inside ingest), printing
+    progress; exits if any entry is refused."""
+    total = feeds * per_feed
+    started = time.perf_counter()
+    done = 0
+    for group in generate_groups(seed, feeds, per_feed):
+        report = store.ingest(parse_entry_untrusted(*raw) for raw in group)
+        if report.rejected:
+            index, error = report.rejected[0]
+            raise SystemExit(f"generated entry #{index} was rejected: {error}")
+        done += len(group)
+        if done % report_every < len(group) or done == total:
+            elapsed = time.perf_counter() - started
+            print(
+                f"  built {done:,} / {total:,} entries in {elapsed:.0f} s"
+                f" ({done / elapsed:,.0f} entries/s, generation included)",
+                flush=True,
+            )

@@ -33,11 +33,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 # _gen comes first: it also puts this checkout on sys.path for `storage`.
-from _gen import DAY_MS, END_MS, feed_key, generate_groups, owner_key
+from _gen import DAY_MS, END_MS, feed_key, ingest_generated, owner_key
 from _measure import peak_rss_mb
 from node import algorithms
 from node.algorithms import Timeline
-from storage.entry import parse_entry_untrusted
 from storage.payloads import Follow, Post
 from storage.store import Store
 
@@ -52,8 +51,6 @@ CACHE = Path(__file__).resolve().parent / ".cache"
 
 def _build(path: Path, args: argparse.Namespace) -> None:
     """Build the store at ``path`` (by validated ingest), printing progress."""
-    total = args.feeds * args.per_feed
-    started = time.perf_counter()
     with Store.open(path) as store:
         owner = owner_key(args.seed)
         # The owner followed early on, then posted now and then over the weeks.
@@ -64,21 +61,7 @@ def _build(path: Path, args: argparse.Namespace) -> None:
         for n in range(args.owner_posts):
             when = first + DAY_MS + n * (58 * DAY_MS // max(1, args.owner_posts))
             store.append(owner, Post(f"owner post {n}"), timestamp=when)
-        done = 0
-        for group in generate_groups(args.seed, args.feeds, args.per_feed):
-            # Parsing lazily inside ingest, as a node does with entries from a peer.
-            report = store.ingest(parse_entry_untrusted(*raw) for raw in group)
-            if report.rejected:
-                index, error = report.rejected[0]
-                raise SystemExit(f"generated entry #{index} was rejected: {error}")
-            done += len(group)
-            if done % 50_000 < len(group) or done == total:
-                elapsed = time.perf_counter() - started
-                print(
-                    f"  built {done:,} / {total:,} entries in {elapsed:.0f} s"
-                    f" ({done / elapsed:,.0f} entries/s, generation included)",
-                    flush=True,
-                )
+        ingest_generated(store, args.seed, args.feeds, args.per_feed, report_every=50_000)
         # Conversations with the owner, for the mentions and threads algorithms:
         # the owner replies to a followed feed's latest post, and it answers.
         me = owner.public_key().public_bytes_raw()

@@ -68,7 +68,7 @@ import trio
 from textual import events
 
 # _gen comes first: it also puts this checkout on sys.path for `storage`, `node`, `ui`.
-from _gen import DAY_MS, END_MS, feed_key, generate_groups, owner_key
+from _gen import DAY_MS, END_MS, feed_key, ingest_generated, owner_key
 from _measure import machine_load
 from node.client import BackgroundTrio, EventCallback, InProcessClient, start_node
 from node.home import Home
@@ -76,7 +76,7 @@ from node.local import LocalNode
 from node.runtime import NodeOptions, open_node
 from node.testing import TEST_NETWORK_KEY
 from node.views import ClientEvent
-from storage.entry import Entry, create_entry, parse_entry_untrusted
+from storage.entry import Entry, create_entry
 from storage.payloads import Follow, Post, Profile
 from storage.store import Store
 from ui.app import TorvApp, make_app
@@ -118,8 +118,6 @@ def _feed_ids(seed: int, feeds: int) -> list[bytes]:
 
 def _build(path: Path, args: argparse.Namespace) -> None:
     """A data directory at ``path``: the owner follows every generated feed."""
-    total = args.feeds * args.per_feed
-    started = time.perf_counter()
     home = Home(path)
     LocalNode.init(home, key=owner_key(args.seed))
     with Store.open(home.store_path) as store:
@@ -130,16 +128,7 @@ def _build(path: Path, args: argparse.Namespace) -> None:
             store.append(owner, Follow(feed), timestamp=first + (n + 1) * 60_000)
         for n in range(20):
             store.append(owner, Post(f"owner post {n}"), timestamp=first + DAY_MS * (n + 1))
-        done = 0
-        for group in generate_groups(args.seed, args.feeds, args.per_feed):
-            report = store.ingest(parse_entry_untrusted(*raw) for raw in group)
-            if report.rejected:
-                index, error = report.rejected[0]
-                raise SystemExit(f"generated entry #{index} was rejected: {error}")
-            done += len(group)
-            if done % 20_000 < len(group) or done == total:
-                elapsed = time.perf_counter() - started
-                print(f"  built {done:,} / {total:,} entries in {elapsed:.0f} s", flush=True)
+        ingest_generated(store, args.seed, args.feeds, args.per_feed, report_every=20_000)
 
 
 def _ensure_data_dir(args: argparse.Namespace) -> Path:

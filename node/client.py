@@ -47,6 +47,7 @@ __all__ = [
     "EventCallback",
     "InProcessClient",
     "NodeClient",
+    "settings_view",
     "start_node",
     "view_from_wire",
     "view_to_wire",
@@ -243,14 +244,7 @@ class InProcessClient:
         return view
 
     def settings(self) -> SettingsView:
-        options = self._node.options
-        return self._read(
-            self._views.settings,
-            seeds=tuple(f"{host}:{port}" for host, port in options.bootstrap),
-            network_key=options.network_key,
-            hops=options.hops,
-            square=options.square,
-        )
+        return self._read(settings_view, self._node, self._views)
 
     def post(self, text: str, *, reply_to: bytes | None = None, cw: str | None = None) -> bytes:
         entry = self._act(self._node.post, text, reply_to=reply_to, cw=cw)
@@ -344,6 +338,17 @@ def client_event(event: Any) -> ClientEvent:
     assert isinstance(event, SyncProgress)
     return ClientEvent(
         "sync", feed=event.feed, peer=event.peer, have=event.have, target=event.target
+    )
+
+
+def settings_view(node: Any, views: Views) -> SettingsView:
+    """The settings screen's view of a running node (call in its store worker)."""
+    options = node.options
+    return views.settings(
+        seeds=tuple(f"{host}:{port}" for host, port in options.bootstrap),
+        network_key=options.network_key,
+        hops=options.hops,
+        square=options.square,
     )
 
 

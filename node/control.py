@@ -172,7 +172,7 @@ def _int_param(params: dict[str, Any], name: str, default: int) -> int:
 
 async def _view(node: Node, params: dict[str, Any]) -> Any:
     # Imported here: the client is built on this module.
-    from .client import _network_view, view_to_wire
+    from .client import _network_view, settings_view, view_to_wire
     from .views import Views
 
     views = Views(node.local)
@@ -196,15 +196,7 @@ async def _view(node: Node, params: dict[str, Any]) -> Any:
     if name == "network":
         return view_to_wire(await _network_view(node, views))
     if name == "settings":
-        options = node.options
-        settings = await node.call_store(
-            views.settings,
-            seeds=tuple(f"{host}:{port}" for host, port in options.bootstrap),
-            network_key=options.network_key,
-            hops=options.hops,
-            square=options.square,
-        )
-        return view_to_wire(settings)
+        return view_to_wire(await node.call_store(settings_view, node, views))
     raise InvalidArgument(f"unknown view {name!r}")
 
 
