@@ -371,6 +371,9 @@ class Router:
         self._backoff: dict[tuple[bytes, str], tuple[float, float]] = {}
         self._seen: dict[bytes, float] = {}  # id -> expiry, oldest first
         self._pending: dict[bytes, _Pending] = {}
+        #: Peers that entered a mesh since the last gossip, by topic: entries
+        #: forwarded before they joined are offered to them in the next IHAVE.
+        self._new_in_mesh: dict[str, set[bytes]] = {}
         self._cache: dict[bytes, tuple[EntryMessage, bytes | None]] = {}  # id -> (entry, source)
         self._windows: deque[list[bytes]] = deque([[]])
         self._promises: dict[bytes, dict[bytes, float]] = {}  # id -> {peer: deadline}
@@ -425,6 +428,11 @@ class Router:
     def joined(self) -> frozenset[str]:
         """The topics we have joined."""
         return frozenset(self._joined)
+
+    def judged(self, entry_id: bytes) -> bool:
+        """Whether the node's verdict on ``entry_id`` was accepted or ignored
+        (and it is still in the seen cache), rather than awaited or unknown."""
+        return entry_id in self._seen
 
     def stats(self) -> RouterStats:
         """The sizes of the router's state."""
@@ -646,6 +654,7 @@ class Router:
             # there, but the router does not know who dialled whom, and the
             # heartbeat trims the mesh keeping the best scored peers.
             self._joined[topic][peer] = None
+            self._new_in_mesh.setdefault(topic, set()).add(peer)
             # A peer that grafts is in the topic, announced or not.
             if len(state.topics) < self._p.max_peer_topics:
                 state.topics.add(topic)
@@ -794,6 +803,7 @@ class Router:
             candidates = self._graft_candidates(topic, mesh, now)
             for peer in self._rng.sample(candidates, min(p.d - len(mesh), len(candidates))):
                 mesh[peer] = None
+                self._new_in_mesh.setdefault(topic, set()).add(peer)
                 self._send(peer, Graft(topic))
         elif len(mesh) > p.d_high:
             ranked = list(mesh)
@@ -826,13 +836,17 @@ class Router:
                 and self._score_of(state.score) >= p.gossip_threshold
             ]
             count = min(len(eligible), max(p.d_lazy, int(p.gossip_factor * len(eligible))))
-            for peer in self._rng.sample(eligible, count):
+            # Mesh peers only get forwards, so one that joined the mesh after
+            # an entry went round is offered it here, or it would never hear of it.
+            fresh = sorted(self._new_in_mesh.get(topic, set()).intersection(mesh))
+            for peer in [*self._rng.sample(eligible, count), *fresh]:
                 dont_send = self._peers[peer].dont_send
                 offer = [i for i in ids if i not in dont_send and self._cache[i][1] != peer]
                 if len(offer) > p.max_ihave_ids:
                     offer = self._rng.sample(offer, p.max_ihave_ids)
                 if offer:
                     self._send(peer, IHave(topic, tuple(offer)))
+        self._new_in_mesh.clear()
 
     # --- helpers ----------------------------------------------------------------
 

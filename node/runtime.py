@@ -55,6 +55,7 @@ from .dialing import Backoff
 from .discovery import Discovery, open_discovery
 from .local import LocalNode, Thread
 from .records import parse_address
+from .square import SquareBudget
 
 __all__ = [
     "DEFAULT_NETWORK_KEY",
@@ -200,9 +201,11 @@ def _parse_runs(runs: Sequence[_Run]) -> list[_ParsedRun]:
 
 
 def _topics(entry: Entry) -> tuple[str, ...]:
-    return (
-        (feed_topic(entry.author), SQUARE) if entry.kind == "post" else (feed_topic(entry.author),)
-    )
+    """Where an entry is published: its feed's topic, and the square for posts
+    and for deletes (a node on the square drops a deleted post it kept)."""
+    if entry.kind in ("post", "delete"):
+        return (feed_topic(entry.author), SQUARE)
+    return (feed_topic(entry.author),)
 
 
 class Node:
@@ -229,6 +232,8 @@ class Node:
         self._unregistered: dict[bytes, trio.Event] = {}
         self._gaps = GapBuffer()
         self._scope: frozenset[bytes] = frozenset()
+        self._blocked: frozenset[bytes] = frozenset()
+        self._square_budget = SquareBudget()
         self._subscribers: list[trio.MemorySendChannel[NodeEvent]] = []
         self._deliveries_send, self._deliveries_receive = trio.open_memory_channel[Delivery](4096)
         self._sync_send, self._sync_receive = trio.open_memory_channel[_SyncRun](_SYNC_QUEUE)
@@ -372,7 +377,8 @@ class Node:
 
     # --- replication scope and topics ------------------------------------------
 
-    def _compute_scope(self) -> frozenset[bytes]:
+    def _compute_scope(self) -> tuple[frozenset[bytes], frozenset[bytes]]:
+        """The feeds replicated here, and the feeds the owner blocks."""
         store, me = self.store, self.me
         following: dict[bytes, list[bytes]] = {me: store.following(me)}
         frontier = list(following[me])
@@ -383,10 +389,11 @@ class Node:
                     following[feed] = store.following(feed)
                     next_frontier.extend(following[feed])
             frontier = next_frontier
-        return replication_scope(me, following, hops=self.options.hops, blocked=store.blocking(me))
+        blocked = frozenset(store.blocking(me))
+        return replication_scope(me, following, hops=self.options.hops, blocked=blocked), blocked
 
     async def _rescope(self) -> None:
-        scope = await self._db(self._compute_scope)
+        scope, self._blocked = await self._db(self._compute_scope)
         heads = await self._db(lambda: {feed: self.store.latest_seq(feed) for feed in scope})
         now = trio.current_time()
         wanted = {feed_topic(feed) for feed in scope} | (
@@ -477,13 +484,19 @@ class Node:
         """
         verdicts: list[Verdict] = []
         parsed: dict[int, Entry] = {}  # index in deliveries -> entry to store
+        loose: dict[int, Entry] = {}  # square entries of feeds outside the scope
         for index, delivery in enumerate(deliveries):
             checked = self._check(delivery)
             if isinstance(checked, Verdict):
                 verdicts.append(checked)
-            else:
+            elif checked.author in self._scope:
                 verdicts.append(Verdict.ACCEPT)
                 parsed[index] = checked
+            else:
+                verdicts.append(Verdict.IGNORE)
+                loose[index] = checked
+        if loose:
+            await self._judge_square(deliveries, loose, verdicts)
         if not parsed:
             return verdicts
         order = sorted(parsed, key=lambda index: (parsed[index].author, parsed[index].seq))
@@ -524,7 +537,8 @@ class Node:
         return verdicts
 
     def _check(self, delivery: Delivery) -> Entry | Verdict:
-        """The entry of ``delivery`` to store, or the verdict without storing it."""
+        """The entry of ``delivery`` to store (in a log, or on the square when
+        its feed is outside the scope), or the verdict without storing it."""
         raw = delivery.message.entry
         try:
             entry = parse_entry_untrusted(raw.header, raw.signature, raw.payload)
@@ -532,9 +546,47 @@ class Node:
             return Verdict.REJECT
         if entry.id != delivery.entry_id or set(delivery.message.topics) - set(_topics(entry)):
             return Verdict.REJECT  # the topics must fit the entry
-        if entry.author not in self._scope:
-            return Verdict.IGNORE
-        return entry
+        if entry.author in self._scope:
+            return entry
+        if SQUARE in delivery.message.topics and entry.author not in self._blocked:
+            return entry
+        return Verdict.IGNORE
+
+    async def _judge_square(
+        self, deliveries: Sequence[Delivery], loose: dict[int, Entry], verdicts: list[Verdict]
+    ) -> None:
+        """Keep square posts of feeds outside the scope within their authors'
+        rate bound (:mod:`node.square`), and drop the square posts their
+        authors delete; set the verdicts: accepted (forwarded) if kept or
+        dropped, rejected if the signature is bad, ignored otherwise.
+
+        The bound is charged only for a post whose signature holds and that
+        is new here, so forged posts cannot spend an author's budget.
+        """
+        now = trio.current_time()
+
+        def allow(entry: Entry) -> bool:
+            return self._square_budget.allow(entry.author, now)
+
+        posts = [index for index, entry in loose.items() if entry.kind == "post"]
+        deletes = [index for index, entry in loose.items() if entry.kind == "delete"]
+        if posts:
+            report = await self._db(
+                self.store.keep_on_square, [loose[index] for index in posts], allow
+            )
+            for position in report.kept:
+                index = posts[position]
+                verdicts[index] = Verdict.ACCEPT
+                entry, peer = loose[index], deliveries[index].peer
+                self._emit(EntryAdded(entry.id, entry.author, entry.seq, entry.kind, peer))
+            for position in report.bad:
+                verdicts[posts[position]] = Verdict.REJECT
+        if deletes:
+            report = await self._db(self.store.drop_from_square, [loose[i] for i in deletes])
+            for position in report.kept:
+                verdicts[deletes[position]] = Verdict.ACCEPT
+            for position in report.bad:
+                verdicts[deletes[position]] = Verdict.REJECT
 
     def _store_deliveries(self, entries: Sequence[Entry]) -> tuple[IngestReport, dict[bytes, int]]:
         """Ingest ``entries`` (in the worker thread); also the store's head of

@@ -125,8 +125,26 @@ CREATE INDEX entries_by_author_reaction ON entries (author, ts)
     WHERE kind IN ('react', 'repost');
 """
 
+# Posts on the square from feeds whose logs are not held here: each one's
+# signature is checked, its chain cannot be. Their rowids start at 2**62, so
+# a timeline cursor (sort_ts, rowid) orders them with the entries' rows.
+_V4: Final = """
+CREATE TABLE square (
+    rowid     INTEGER PRIMARY KEY,
+    id        BLOB    NOT NULL UNIQUE,
+    author    BLOB    NOT NULL,
+    sort_ts   INTEGER NOT NULL,
+    received  INTEGER NOT NULL,
+    header    BLOB    NOT NULL,
+    signature BLOB    NOT NULL,
+    payload   BLOB    NOT NULL
+);
+CREATE INDEX square_by_time ON square (sort_ts);
+CREATE INDEX square_by_author ON square (author);
+"""
+
 #: MIGRATIONS[n - 1] takes the schema from version n - 1 to n.
-MIGRATIONS: Final[Sequence[str]] = (_V1, _V2, _V3)
+MIGRATIONS: Final[Sequence[str]] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 

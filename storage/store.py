@@ -58,11 +58,13 @@ from .verifier import Verifier
 __all__ = [
     "MAX_DHT_CONTACTS",
     "MAX_KNOWN_PEERS",
+    "SQUARE_CAPACITY",
     "FeedInfo",
     "Fork",
     "IngestReport",
     "KnownPeer",
     "RawRow",
+    "SquareReport",
     "Store",
     "StoredEntry",
     "VerifyReport",
@@ -72,6 +74,15 @@ _ENTRY_COLUMNS: Final = (
     "entries.rowid, entries.header, entries.signature, entries.payload, entries.received,"
     " entries.deleted, entries.sort_ts, entries.id"
 )
+
+_SQUARE_COLUMNS: Final = (
+    "square.rowid, square.header, square.signature, square.payload, square.received,"
+    " 0, square.sort_ts, square.id"
+)
+#: How many posts of feeds whose logs are not held here the square keeps.
+SQUARE_CAPACITY: Final = 10_000
+#: The square's rowids start here, above any entry's: cursors never tie.
+_SQUARE_ROWIDS: Final = 1 << 62
 
 #: How many ids one ``IN (...)`` list holds (well under SQLite's variable limit).
 _IN_LIST: Final = 500
@@ -106,6 +117,22 @@ class StoredEntry:
     @property
     def cursor(self) -> Cursor:
         return (self.sort_ts, self.rowid)
+
+    @property
+    def loose(self) -> bool:
+        """Whether this is a post kept for the square without its log (its
+        signature is checked, its chain is not)."""
+        return self.rowid >= _SQUARE_ROWIDS
+
+
+@dataclass(frozen=True, slots=True)
+class SquareReport:
+    """What :meth:`Store.keep_on_square` did, by index in the entries given:
+    those kept and those whose signature is bad (the rest were held already,
+    over their author's bound or not posts)."""
+
+    kept: tuple[int, ...]
+    bad: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -732,16 +759,19 @@ class Store:
 
     @_sqlite_errors
     def get(self, entry_id: bytes) -> StoredEntry:
-        """The entry with id ``entry_id``; raises :class:`NotFound`."""
-        rows = self._rows(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE id = ?", (entry_id,))
-        if not rows:
+        """The entry with id ``entry_id`` (in a log, or kept for the square);
+        raises :class:`NotFound`."""
+        found = self.find(entry_id)
+        if found is None:
             raise NotFound(f"no entry {entry_id.hex()} in the store")
-        return rows[0]
+        return found
 
     @_sqlite_errors
     def find(self, entry_id: bytes) -> StoredEntry | None:
-        """The entry with id ``entry_id``, or ``None``."""
+        """The entry with id ``entry_id`` (in a log, or kept for the square), or ``None``."""
         rows = self._rows(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE id = ?", (entry_id,))
+        if not rows:
+            rows = self._rows(f"SELECT {_SQUARE_COLUMNS} FROM square WHERE id = ?", (entry_id,))
         return rows[0] if rows else None
 
     @_sqlite_errors
@@ -939,12 +969,102 @@ class Store:
 
     @_sqlite_errors
     def recent(self, *, limit: int = 50, before: Cursor | None = None) -> list[StoredEntry]:
-        """The newest shown entries of every feed held here, newest first."""
+        """The newest shown entries of every feed held here, and the posts kept
+        for the square (:meth:`keep_on_square`), newest first."""
         bound = before if before is not None else (2**63 - 1, 2**63 - 1)
-        return self._rows(
+        logged = self._rows(
             f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE shown = 1 AND (sort_ts, rowid) < (?, ?)"
             " ORDER BY sort_ts DESC, rowid DESC LIMIT ?",
             (bound[0], bound[1], limit),
+        )
+        loose = self._rows(
+            f"SELECT {_SQUARE_COLUMNS} FROM square WHERE (sort_ts, rowid) < (?, ?)"
+            " AND NOT EXISTS (SELECT 1 FROM entries WHERE entries.id = square.id)"
+            " ORDER BY sort_ts DESC, rowid DESC LIMIT ?",
+            (bound[0], bound[1], limit),
+        )
+        if not loose:
+            return logged
+        merged = heapq.merge(logged, loose, key=lambda stored: stored.cursor, reverse=True)
+        return list(merged)[:limit]
+
+    @_sqlite_errors
+    def keep_on_square(
+        self, entries: Sequence[Entry], allow: Callable[[Entry], bool] = lambda entry: True
+    ) -> SquareReport:
+        """Keep posts of feeds whose logs are not held here, for the square.
+
+        Each post's signature is checked; its chain cannot be, since the log
+        before it is not here, so it is kept apart from the logs (and shown
+        by :meth:`recent`, :meth:`get` and :meth:`find`, with
+        :attr:`StoredEntry.loose` set). Entries that are not posts with their
+        payload, and posts held already, are passed over; ``allow`` is asked
+        about each of the others (the caller's bound per author) just before
+        it is kept. Past :data:`SQUARE_CAPACITY` posts the oldest kept go.
+        """
+        verdicts = [bad for future in self._verifier.submit(entries) for bad in future.result()]
+        kept: list[int] = []
+        bad: list[int] = []
+        received = self._clock()
+        with self._transaction():
+            (top,) = self._db.execute("SELECT MAX(rowid) FROM square").fetchone()
+            rowid = max(top or 0, _SQUARE_ROWIDS - 1)
+            for index, (entry, error) in enumerate(zip(entries, verdicts, strict=True)):
+                if error is not None:
+                    bad.append(index)
+                    continue
+                if entry.kind != "post" or entry.payload is None or self._holds(entry.id):
+                    continue
+                if not allow(entry):
+                    continue
+                rowid += 1
+                self._db.execute(
+                    "INSERT INTO square (rowid, id, author, sort_ts, received, header, signature,"
+                    " payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        rowid,
+                        entry.id,
+                        entry.author,
+                        min(entry.header.timestamp, received),
+                        received,
+                        entry.header_bytes,
+                        entry.signature,
+                        entry.payload,
+                    ),
+                )
+                kept.append(index)
+            if kept:
+                self._db.execute("DELETE FROM square WHERE rowid <= ?", (rowid - SQUARE_CAPACITY,))
+        return SquareReport(tuple(kept), tuple(bad))
+
+    @_sqlite_errors
+    def drop_from_square(self, deletes: Sequence[Entry]) -> SquareReport:
+        """Honour delete entries of feeds whose logs are not held here: each
+        valid one removes its author's own post from the square. ``kept`` are
+        the indices of the deletes that removed a post."""
+        verdicts = [bad for future in self._verifier.submit(deletes) for bad in future.result()]
+        done: list[int] = []
+        bad: list[int] = []
+        with self._transaction():
+            for index, (entry, error) in enumerate(zip(deletes, verdicts, strict=True)):
+                if error is not None:
+                    bad.append(index)
+                elif isinstance(entry.content, Delete):
+                    cursor = self._db.execute(
+                        "DELETE FROM square WHERE id = ? AND author = ?",
+                        (entry.content.entry, entry.author),
+                    )
+                    if cursor.rowcount:
+                        done.append(index)
+        return SquareReport(tuple(done), tuple(bad))
+
+    def _holds(self, entry_id: bytes) -> bool:
+        return (
+            self._db.execute(
+                "SELECT 1 FROM entries WHERE id = ? UNION ALL SELECT 1 FROM square WHERE id = ?",
+                (entry_id, entry_id),
+            ).fetchone()
+            is not None
         )
 
     @_sqlite_errors
@@ -1049,6 +1169,7 @@ class Store:
             self._db.execute("DELETE FROM relations WHERE author = ?", (author,))
             self._db.execute("DELETE FROM forks WHERE author = ?", (author,))
             self._db.execute("DELETE FROM deletions WHERE author = ?", (author,))
+            self._db.execute("DELETE FROM square WHERE author = ?", (author,))
         return len(rowids)
 
     @_sqlite_errors

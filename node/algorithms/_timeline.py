@@ -71,7 +71,8 @@ class Timeline:
         return self._store.timeline(authors, limit=limit, before=before)
 
     def everything(self, limit: int, before: Cursor | None = None) -> list[StoredEntry]:
-        """Posts and reposts of every feed held here (the square)."""
+        """Posts and reposts of every feed held here, and posts kept for the
+        square from feeds not replicated here (``StoredEntry.loose``)."""
         return self._store.recent(limit=limit, before=before)
 
     def mentions(self, limit: int, before: Cursor | None = None) -> list[StoredEntry]:

@@ -1072,3 +1072,21 @@ class HostilePeer(RuleBasedStateMachine):
 
 
 TestHostilePeer = HostilePeer.TestCase
+
+
+def test_a_peer_that_joins_the_mesh_is_offered_what_went_round_before() -> None:
+    # Mesh peers get forwards and no gossip: one grafted after an entry was
+    # forwarded would never hear of it without this IHAVE.
+    r = router()
+    r.join(TOPIC, 0.0)  # nobody to graft yet
+    for i in (1, 2):
+        r.add_peer(peer(i), 0.0)
+        r.handle(peer(i), Subscribe((TOPIC,)), 0.0)
+    entry_id = accepted_from(r, peer(1), 7)
+    assert sent(r, EntryMessage) == []  # the mesh is empty: forwarded to nobody
+    r.heartbeat(1.0)
+    assert r.mesh(TOPIC) == {peer(1), peer(2)}
+    ihaves = sent(r, IHave)
+    assert ihaves == [(peer(2), IHave(TOPIC, (entry_id,)))]  # not to its source
+    r.heartbeat(2.0)
+    assert sent(r, IHave) == []  # offered once

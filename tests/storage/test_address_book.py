@@ -26,6 +26,7 @@ def test_a_version_1_store_with_entries_upgrades_on_open(tmp_path: Path) -> None
     db.execute("DROP TABLE dht_contacts")
     db.execute("DROP INDEX entries_by_parent")  # schema 3
     db.execute("DROP INDEX entries_by_author_reaction")
+    db.execute("DROP TABLE square")  # schema 4
     db.execute("PRAGMA user_version = 1")
     db.close()
     with Store.open(path) as store:
