@@ -20,6 +20,7 @@ from storage.errors import (
     RemoteError,
     StorageError,
     TorvError,
+    UnsafePermissions,
 )
 from storage.payloads import MAX_BIO_CHARS, MAX_CW_CHARS, MAX_NAME_CHARS, MAX_TEXT_CHARS
 
@@ -53,6 +54,7 @@ __all__ = [
     "Thread",
     "ThreadItem",
     "TorvError",
+    "UnsafePermissions",
     "default_data_dir",
     "feed_id_from_text",
     "feed_id_to_text",

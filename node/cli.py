@@ -338,6 +338,9 @@ def cmd_algorithms(args: argparse.Namespace, out: _Output) -> None:
     from . import algorithms
 
     home = _home(args)
+    # This runs the owner's algorithm files without opening the node: the
+    # directory they live in must be private as for every other command.
+    home.check_private()
     if args.use:
         algorithms.load(args.use, home.path)
         home.set_setting("timeline", "algorithm", args.use)

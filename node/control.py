@@ -362,7 +362,13 @@ class ControlClient:
 
     @classmethod
     def connect(cls, home: Home, *, timeout: float = 30.0) -> ControlClient | None:
-        """A client if a node runs on ``home``, else ``None``."""
+        """A client if a node runs on ``home``, else ``None``.
+
+        Raises :class:`UnsafePermissions` if other users can reach ``home``:
+        one who can write there could have put a socket of their own in
+        place of the node's.
+        """
+        home.check_private()
         path = home.path / CONTROL_SOCKET
         if not path.exists():
             return None

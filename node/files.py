@@ -1,12 +1,31 @@
-"""Reading small local files that torv does not trust to be well-formed."""
+"""Local files: reading small ones that torv does not trust to be well-formed,
+and refusing private ones that other users can reach."""
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
-from storage.errors import LocalError
+from storage.errors import LocalError, UnsafePermissions
 
-__all__ = ["read_small_text"]
+__all__ = ["check_private_mode", "read_small_text"]
+
+
+def check_private_mode(path: Path, mode: int, what: str, *, fix: str, risk: str = "") -> None:
+    """Raise :class:`UnsafePermissions` if ``mode`` (an ``st_mode``) gives
+    anyone but the owner any access to ``path``.
+
+    Group bits count as other users: on a shared machine a group often holds
+    them. ``what`` names the file in the message ("the key file"), ``fix`` is
+    the mode that ``chmod`` should set ("600"), ``risk`` (optional) is a
+    sentence on what the exposure may already have cost.
+    """
+    bits = stat.S_IMODE(mode)
+    if bits & 0o077:
+        raise UnsafePermissions(
+            f"{what} {path} is open to other users (mode {bits:04o}); torv will not use it"
+            f" until you run: chmod {fix} {path}" + (f". {risk}" if risk else "")
+        )
 
 
 def read_small_text(path: Path, *, limit: int, what: str, error: type[LocalError]) -> str:

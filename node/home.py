@@ -1,7 +1,9 @@
 """The data directory and its configuration file.
 
 Where the data lives: ``--data-dir``, else ``$TORV_HOME``, else
-``$XDG_DATA_HOME/torv``, else ``~/.local/share/torv``. It holds:
+``$XDG_DATA_HOME/torv``, else ``~/.local/share/torv``. The directory is
+private (mode 0700: torv refuses one that other users can reach, see
+:meth:`Home.check_private`). It holds:
 
 - ``secret.key``: the identity (mode 0600);
 - ``store.db``: the SQLite store (with its ``-wal`` and ``-shm`` files);
@@ -18,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from storage.errors import ConfigError, InvalidArgument
+from storage.errors import ConfigError, IdentityError, InvalidArgument
 
-from .files import read_small_text
+from .files import check_private_mode, read_small_text
 from .identity import FEED_ID_PREFIX, feed_id_from_text, feed_id_to_text
 from .records import parse_address
 
@@ -256,10 +258,42 @@ class Home:
         return self.path / "config.toml"
 
     def create(self) -> None:
-        """Create the directory (mode 0700) and a commented config file if missing."""
-        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        """Create the directory (mode 0700) and a commented config file if missing.
+
+        An existing directory keeps its mode (:meth:`check_private` judges it).
+        """
+        try:
+            self.path.mkdir(mode=0o700, parents=True)
+        except FileExistsError:
+            if not self.path.is_dir():
+                raise
+        else:
+            # mkdir's mode passes through the umask; chmod's does not.
+            os.chmod(self.path, 0o700)
         if not self.config_path.exists():
             self.config_path.write_text(CONFIG_TEMPLATE, encoding="utf-8")
+
+    def check_private(self) -> None:
+        """Raise :class:`UnsafePermissions` if other users (group included)
+        have any access to the directory; nothing if it does not exist.
+
+        Every way of starting torv on a data directory passes here first
+        (:meth:`LocalNode.open`, :meth:`LocalNode.init`, and
+        :meth:`ControlClient.connect` before it trusts ``control.sock``). Who
+        can enter the directory can read the store and the config; who can
+        write in it can plant a control socket that the CLI would talk to.
+        The key file's own mode is checked by :meth:`KeyFile.load`. Raises
+        :class:`IdentityError` if the directory cannot be examined.
+        """
+        try:
+            mode = self.path.stat().st_mode
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise IdentityError(
+                f"cannot use the data directory {self.path}: {exc.strerror}"
+            ) from None
+        check_private_mode(self.path, mode, "the data directory", fix="700")
 
     def load_config(self) -> Config:
         """The settings in ``config.toml`` (defaults if there is no file)."""

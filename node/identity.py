@@ -31,6 +31,8 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from storage.errors import IdentityError, InvalidArgument
 
+from .files import check_private_mode
+
 __all__ = [
     "FEED_ID_PREFIX",
     "KeyFile",
@@ -137,8 +139,9 @@ class KeyFile:
     def load(cls, path: Path) -> KeyFile:
         """Read the key file at ``path`` (without decrypting it).
 
-        Raises :class:`IdentityError` if it is missing, readable by others,
-        too large, or malformed.
+        Raises :class:`IdentityError` if it is missing, too large, or
+        malformed, and its subclass :class:`UnsafePermissions` if its mode
+        gives anyone but the owner any access (group bits included).
         """
         try:
             with path.open("rb") as f:
@@ -150,11 +153,17 @@ class KeyFile:
             ) from None
         except OSError as exc:
             raise IdentityError(f"cannot read the key file {path}: {exc.strerror}") from None
-        if mode & 0o077:
-            raise IdentityError(
-                f"the key file {path} can be read by other users; "
-                f"run `chmod 600 {path}` and check who has seen it"
-            )
+        check_private_mode(
+            path,
+            mode,
+            "the key file",
+            fix="600",
+            risk=(
+                "Whoever copied it can post as you: if that may have happened, make a new identity"
+                if mode & 0o044
+                else ""
+            ),
+        )
         if len(data) > _KEY_FILE_MAX:
             raise IdentityError(f"{path} is too large to be a torv key file")
         try:
@@ -222,6 +231,9 @@ def _write_new_private_file(path: Path, data: bytes) -> None:
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
+            # The umask filters the mode given to open (0600 could become
+            # 0400); fchmod sets exactly 0600 whatever the umask.
+            os.fchmod(f.fileno(), 0o600)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -97,8 +97,10 @@ class LocalNode:
     def init(
         cls, home: Home, *, passphrase: str | None = None, key: Ed25519PrivateKey | None = None
     ) -> KeyFile:
-        """Create the identity in ``home``; raise :class:`IdentityError` if one exists."""
+        """Create the identity in ``home``; raise :class:`IdentityError` if one
+        exists, :class:`UnsafePermissions` if other users can reach ``home``."""
         home.create()
+        home.check_private()
         return KeyFile.create(home.key_path, key or generate_key(), passphrase=passphrase)
 
     @classmethod
@@ -106,8 +108,13 @@ class LocalNode:
         """Open ``home``'s identity, store and config.
 
         The passphrase source is asked only when something must be signed.
+        Every start path (the CLI's commands, ``torv run``, ``torv ui``,
+        :mod:`node.testing`) comes through here, so this is where a data
+        directory or a key file that other users can reach is refused
+        (:class:`UnsafePermissions`, which is an :class:`IdentityError`).
         Raises :class:`IdentityError`, :class:`ConfigError` or :class:`StorageError`.
         """
+        home.check_private()
         key_file = KeyFile.load(home.key_path)
         config = home.load_config()
         store = Store.open(home.store_path)

@@ -28,6 +28,7 @@ __all__ = [
     "RemoteError",
     "StorageError",
     "TorvError",
+    "UnsafePermissions",
 ]
 
 
@@ -95,6 +96,11 @@ class AmbiguousId(LocalError):
 
 class IdentityError(LocalError):
     """No identity, an unreadable key file, or a wrong passphrase."""
+
+
+class UnsafePermissions(IdentityError):
+    """The key file or the data directory is open to other users; the message
+    names the file and the ``chmod`` that fixes it."""
 
 
 class ConfigError(LocalError):
