@@ -467,6 +467,8 @@ def _node_options(args: argparse.Namespace, home: Home) -> Any:
 
     config = home.load_config()
     listen = parse_address(args.listen or config.listen or "0.0.0.0:4710", any_port=True)
+    announce_text = args.announce or config.announce
+    announce = parse_address(announce_text) if announce_text else None
     bootstrap = tuple(parse_address(text) for text in (args.bootstrap or config.bootstrap))
     if args.network_key:
         network_key = parse_network_key(args.network_key)
@@ -474,6 +476,7 @@ def _node_options(args: argparse.Namespace, home: Home) -> Any:
         network_key = config.network_key or DEFAULT_NETWORK_KEY
     return NodeOptions(
         listen=listen,
+        announce=announce,
         dht_port=args.dht_port,
         bootstrap=bootstrap,
         network_key=network_key,
@@ -851,6 +854,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_node_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--listen", metavar="HOST:PORT", help="TCP address (default 0.0.0.0:4710)")
+    p.add_argument(
+        "--announce",
+        metavar="HOST:PORT",
+        help="the address other nodes should dial, if not the listen address (NAT, proxies)",
+    )
     p.add_argument(
         "--dht-port", type=_port, metavar="PORT", help="UDP port of the DHT (default: as TCP)"
     )

@@ -43,6 +43,10 @@ limit = 50
 [network]
 # Where `torv run` listens for peers (TCP) and, on the same port, the DHT (UDP).
 # listen = "0.0.0.0:4710"
+# The address other nodes should dial, if it is not the listen address: a
+# public address behind NAT or a port forward. Left out, a wildcard listen
+# address announces the address of the interface that leads to the seeds.
+# announce = "203.0.113.7:4710"
 # Seed nodes to join through (HOST:PORT, TCP and UDP); known peers are
 # remembered, so seeds are only needed the first time.
 # bootstrap = ["192.0.2.10:4710"]
@@ -75,6 +79,7 @@ class Config:
     timeline_limit: int = 50
     petnames: dict[bytes, str] = field(default_factory=dict)
     listen: str | None = None
+    announce: str | None = None
     bootstrap: tuple[str, ...] = ()
     hops: int = 1
     square: bool = False
@@ -141,9 +146,13 @@ class Config:
             raise ConfigError(f"{source}: two feeds have the same petname")
         network = _table(data, "network", source)
         _only(
-            network, {"listen", "bootstrap", "hops", "square", "network_key"}, source, "network."
+            network,
+            {"listen", "announce", "bootstrap", "hops", "square", "network_key"},
+            source,
+            "network.",
         )
         listen = network.get("listen")
+        announce = network.get("announce")
         bootstrap = network.get("bootstrap", [])
         hops = network.get("hops", 1)
         square = network.get("square", False)
@@ -153,6 +162,10 @@ class Config:
                 if not isinstance(listen, str):
                     raise InvalidArgument("network.listen must be a string")
                 parse_address(listen, any_port=True)
+            if announce is not None:
+                if not isinstance(announce, str):
+                    raise InvalidArgument("network.announce must be a string")
+                parse_address(announce)
             if not isinstance(bootstrap, list) or len(bootstrap) > 64:
                 raise InvalidArgument("network.bootstrap must be a list of HOST:PORT")
             for address in bootstrap:
@@ -169,6 +182,7 @@ class Config:
             timeline_limit=limit,
             petnames=petnames,
             listen=listen,
+            announce=announce,
             bootstrap=tuple(bootstrap),
             hops=hops,
             square=square,

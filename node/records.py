@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import os
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -59,8 +60,14 @@ __all__ = [
 RECORD_DOMAIN: Final = b"torv-dht-record-v1\x00"
 MAX_ADDRESSES: Final = 8
 MAX_PROVIDERS: Final = 20
-#: A record may claim to live at most this long (seconds); refreshed before.
-MAX_RECORD_LIFETIME: Final = 24 * 3600
+#: A record may claim to live at most this long (seconds). Nodes sign theirs
+#: for an hour and refresh them every ten minutes.
+MAX_RECORD_LIFETIME: Final = 2 * 3600
+#: A provider record that will live at least this long (seconds) is fresh:
+#: its signer refreshed it lately. Longer claims earn no better rank.
+_FRESH: Final = 2400
+#: Ranks equally fresh providers in this process's own random order.
+_RANK_SALT: Final = os.urandom(16)
 #: Every value stored or returned, well under rpcudp's 8 KiB datagram.
 MAX_VALUE_SIZE: Final = 6 * 1024
 _MAX_RECORD_SIZE: Final = 512
@@ -282,7 +289,14 @@ def newer_address(held: Record | None, incoming: Record) -> bool:
 def merge_provider_sets(held: list[Record], incoming: list[Record], now: float) -> list[Record]:
     """One provider set from two: per provider the newest record, expired ones
     dropped, at most :data:`MAX_PROVIDERS` and :data:`MAX_VALUE_SIZE` bytes
-    encoded (those that live longest are kept)."""
+    encoded.
+
+    Fresh records (refreshed lately) are kept first, and among them each
+    node keeps its own random choice: claiming a longer life or a later seq
+    wins nothing, so Sybils who want a popular feed's provider set to
+    themselves must outnumber its honest providers at every node that holds
+    it, not merely outbid them once.
+    """
     best: dict[bytes, Record] = {}
     for record in [*held, *incoming]:
         if record.expires <= now:
@@ -290,7 +304,13 @@ def merge_provider_sets(held: list[Record], incoming: list[Record], now: float) 
         current = best.get(record.identity)
         if current is None or record.seq > current.seq:
             best[record.identity] = record
-    ranked = sorted(best.values(), key=lambda r: (r.expires, r.seq, r.identity), reverse=True)
+    ranked = sorted(
+        best.values(),
+        key=lambda r: (
+            r.expires - now < _FRESH,
+            hashlib.blake2b(r.identity, digest_size=8, key=_RANK_SALT).digest(),
+        ),
+    )
     kept: list[Record] = []
     size = 3  # the array header
     for record in ranked[:MAX_PROVIDERS]:

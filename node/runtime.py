@@ -24,6 +24,7 @@ import functools
 import hashlib
 import logging
 import random
+import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
@@ -67,6 +68,7 @@ __all__ = [
     "PeerDown",
     "PeerUp",
     "SyncProgress",
+    "announced_address",
     "open_node",
 ]
 
@@ -98,6 +100,11 @@ class NodeOptions:
     """How a node runs. Addresses are ``(host, port)``; port 0 picks a free one."""
 
     listen: tuple[str, int] = ("127.0.0.1", 0)
+    #: The address other nodes are told to dial (in DHT records); ``None``:
+    #: the listen address, or if that is a wildcard (``0.0.0.0``, ``::``) the
+    #: address of this machine's interface that leads to the first seed (see
+    #: :func:`announced_address`). Behind NAT, set it to the public address.
+    announce: tuple[str, int] | None = None
     #: UDP port of the DHT; ``None``: the TCP port number.
     dht_port: int | None = None
     #: Seed nodes: TCP and DHT (UDP) on the same port.
@@ -222,6 +229,8 @@ class Node:
         self.local = local
         self.options = options
         self.listen_address = listen
+        #: The address in our DHT records (:attr:`NodeOptions.announce`).
+        self.announce_address = announced_address(listen, options.announce, options.bootstrap)
         self._nursery = nursery
         self._discovery = discovery
         self._db_lock = trio.Lock()
@@ -917,7 +926,7 @@ class Node:
 
     async def _announce(self, feeds: Sequence[bytes]) -> None:
         """Publish our address and that we provide ``feeds`` (at most 64 per round)."""
-        host, port = self.listen_address
+        host, port = self.announce_address
         address = f"{host}:{port}"
         self._unannounced.difference_update(feeds[:_ANNOUNCE_PER_ROUND])
         try:
@@ -976,6 +985,42 @@ class Node:
                 continue
             dialled.add((host, port))
             self._nursery.start_soon(self.dial, host, port, identity)
+
+
+_WILDCARDS: Final = frozenset({"0.0.0.0", "::", ""})
+#: A documentation address (RFC 5737): asking the kernel for the route to it
+#: names the interface of the default route; no packet is sent.
+_ROUTE_PROBE: Final = ("192.0.2.1", 9)
+
+
+def announced_address(
+    listen: tuple[str, int],
+    announce: tuple[str, int] | None,
+    seeds: Sequence[tuple[str, int]] = (),
+) -> tuple[str, int]:
+    """The address to tell other nodes: ``announce`` if given; else ``listen``
+    unless its host is a wildcard, which no other machine can dial; then the
+    address of the local interface that routes to the first seed (or to the
+    default route), with the listen port. Finding it sends no packet (a UDP
+    socket's ``connect`` only picks the route); without any route it is
+    127.0.0.1, which only this machine can dial.
+    """
+    if announce is not None:
+        return announce
+    host, port = listen
+    if host not in _WILDCARDS:
+        return listen
+    family = socket.AF_INET6 if host == "::" else socket.AF_INET
+    for target in [*seeds, _ROUTE_PROBE]:
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.connect(target)
+                local = str(probe.getsockname()[0])
+        except OSError:
+            continue
+        if local not in _WILDCARDS:
+            return (local, port)
+    return ("127.0.0.1", port)
 
 
 @contextlib.asynccontextmanager

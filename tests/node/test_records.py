@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
+from node import records
 from node.records import (
     MAX_PROVIDERS,
     MAX_VALUE_SIZE,
@@ -133,3 +134,35 @@ def test_addresses_and_node_ids() -> None:
             parse_address(bad)
     assert len(dht_node_id(ident(1))) == 20
     assert dht_node_id(ident(1)) != dht_node_id(ident(2))
+
+
+def test_a_longer_life_or_a_later_seq_buys_no_place_in_a_full_provider_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 20 honest providers refreshed lately; 40 Sybils claiming the longest
+    # life allowed and huge seqs fare no better than if they claimed neither.
+    honest = [decode_record_untrusted(provider(n, expires=NOW + 3000), NOW) for n in range(1, 21)]
+
+    def sybils(seq: int, expires: float) -> list[Record]:
+        return [
+            decode_record_untrusted(provider(n, seq=seq, expires=expires), NOW)
+            for n in range(100, 140)
+        ]
+
+    def kept(salt: bytes, others: list[Record]) -> set[bytes]:
+        monkeypatch.setattr(records, "_RANK_SALT", salt)
+        merged = merge_provider_sets(honest, others, NOW)
+        assert len(merged) == 20
+        return {r.identity for r in merged}
+
+    for salt in (b"a" * 16, b"b" * 16):
+        assert kept(salt, sybils(2**40, NOW + 7000)) == kept(salt, sybils(1, NOW + 3000))
+    # Each node picks its own share: the Sybils cannot aim at one order.
+    assert kept(b"a" * 16, sybils(1, NOW + 3000)) != kept(b"b" * 16, sybils(1, NOW + 3000))
+
+
+def test_stale_providers_make_way_for_fresh_ones() -> None:
+    stale = [decode_record_untrusted(provider(n, expires=NOW + 600), NOW) for n in range(1, 21)]
+    fresh = [decode_record_untrusted(provider(n, expires=NOW + 3600), NOW) for n in range(21, 41)]
+    merged = merge_provider_sets(stale, fresh, NOW)
+    assert {r.identity for r in merged} == {r.identity for r in fresh}
