@@ -91,6 +91,11 @@ _SYNC_QUEUE: Final = 16
 #: touched), and the store verifies one chunk while it writes the one before.
 _SYNC_ROUND: Final = 4096
 _SYNC_CHUNK: Final = 2048
+#: A store that fails in ingest (a full disk) is logged at most once in this
+#: many seconds: peers keep sending, and the node goes on.
+_STORE_FAILURE_QUIET: Final = 60.0
+#: Sessions that read the store to start at once (the others wait their turn).
+_SESSION_SETUPS: Final = 4
 
 T = TypeVar("T")
 
@@ -255,6 +260,8 @@ class Node:
         #: Entries of other feeds stored, and entries sent to peers, since the start.
         self.entries_in = 0
         self.entries_out = 0
+        #: When a store failure in ingest may be logged again (see _store_failed).
+        self._store_failure_quiet_until = -_STORE_FAILURE_QUIET
 
     @property
     def me(self) -> bytes:
@@ -476,7 +483,13 @@ class Node:
                     deliveries.append(self._deliveries_receive.receive_nowait())
                 except trio.WouldBlock:
                     break
-            verdicts = await self._judge(deliveries)
+            try:
+                verdicts = await self._judge(deliveries)
+            except StorageError as exc:
+                # Not stored, so not forwarded; no peer is to blame. What was
+                # missed comes by sync once a later entry shows the gap.
+                self._store_failed(exc)
+                verdicts = [Verdict.IGNORE] * len(deliveries)
             now = trio.current_time()
             for delivery, verdict in zip(deliveries, verdicts, strict=True):
                 self.router.validated(delivery.entry_id, verdict, now)
@@ -608,6 +621,18 @@ class Node:
         for planner in self._planners.values():
             planner.on_local_head(feed, seq)
 
+    def _store_failed(self, exc: StorageError) -> None:
+        """Entries from peers could not be stored (a full disk, say): log why,
+        at most once in :data:`_STORE_FAILURE_QUIET` seconds, and go on."""
+        now = trio.current_time()
+        if now >= self._store_failure_quiet_until:
+            self._store_failure_quiet_until = now + _STORE_FAILURE_QUIET
+            log.warning(
+                "entries from peers are not stored: %s (the node goes on, and fetches"
+                " them again when it can store them)",
+                exc,
+            )
+
     # --- peers ----------------------------------------------------------------------
 
     async def _serve(self, stream: trio.SocketStream) -> None:
@@ -725,7 +750,8 @@ class Node:
         if started is not None:
             started.set()
         if connection.info.outbound:
-            await self._db(self.store.remember_peer, peer, [connection.info.address])
+            with contextlib.suppress(StorageError):  # an address book entry fewer
+                await self._db(self.store.remember_peer, peer, [connection.info.address])
         log.debug("peer up: %s at %s", peer.hex()[:16], connection.info.address)
         self._emit(PeerUp(connection.info))
         for message in planner.hello():
@@ -857,12 +883,22 @@ class Node:
                     break
                 runs.append(run)
                 count += len(run.entries)
-            heads = await self._ingest_raw([(run.feed, run.entries, run.peer) for run in runs])
-            for feed, head in list(heads.items()):
-                # Entries held ahead of a gap may fit now.
-                ready = self._gaps.ready(feed, head)
-                if ready:
-                    heads.update(await self._ingest_raw([(feed, ready, None)]))
+            try:
+                heads = await self._ingest_raw([(run.feed, run.entries, run.peer) for run in runs])
+                for feed, head in list(heads.items()):
+                    # Entries held ahead of a gap may fit now.
+                    ready = self._gaps.ready(feed, head)
+                    if ready:
+                        heads.update(await self._ingest_raw([(feed, ready, None)]))
+            except StorageError as exc:
+                # The planners would not ask again for what was not stored:
+                # end these sessions, and the next ones sync again.
+                self._store_failed(exc)
+                for peer in {run.peer for run in runs}:
+                    connection = self._connections.get(peer)
+                    if connection is not None:
+                        connection.close("this node could not store what it sent")
+                continue
             for run in runs:
                 head = heads[run.feed]
                 for problem in run.planner.on_ingested(run.feed, head):
@@ -919,7 +955,8 @@ class Node:
             else:
                 self._dht_contacts = len(contacts)
                 if contacts:
-                    await self._db(self.store.remember_dht_contacts, contacts)
+                    with contextlib.suppress(StorageError):  # kept for the next start
+                        await self._db(self.store.remember_dht_contacts, contacts)
             self._upkeep = trio.Event()
             with trio.move_on_after(self.options.maintain_interval):
                 await self._upkeep.wait()

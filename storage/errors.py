@@ -19,12 +19,14 @@ __all__ = [
     "ChainError",
     "ConfigError",
     "CorruptStore",
+    "DiskFull",
     "EntryError",
     "IdentityError",
     "InvalidArgument",
     "LocalError",
     "MalformedEntry",
     "NotFound",
+    "ReadOnlyStore",
     "RemoteError",
     "StorageError",
     "TorvError",
@@ -113,3 +115,13 @@ class StorageError(TorvError):
 
 class CorruptStore(StorageError):
     """A stored entry no longer verifies."""
+
+
+class DiskFull(StorageError):
+    """The disk that holds the store is full. The write that failed left the
+    store as it was; once there is room, writing works again."""
+
+
+class ReadOnlyStore(StorageError):
+    """The store or its data directory cannot be written (a read-only file
+    system, a read-only file, or a directory this user may not write)."""

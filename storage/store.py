@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import functools
 import heapq
+import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -33,10 +35,12 @@ from .errors import (
     BadSignature,
     ChainError,
     CorruptStore,
+    DiskFull,
     EntryError,
     InvalidArgument,
     MalformedEntry,
     NotFound,
+    ReadOnlyStore,
     StorageError,
 )
 from .payloads import (
@@ -240,16 +244,81 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
+#: SQLite's primary result codes that torv explains (``sqlite3`` reports the
+#: extended code, whose low byte is the primary one).
+_SQLITE_BUSY: Final = 5
+_SQLITE_READONLY: Final = 8
+_SQLITE_IOERR: Final = 10
+_SQLITE_FULL: Final = 13
+_SQLITE_CANTOPEN: Final = 14
+#: Below this much free space, a disk error while writing is a full disk
+#: (SQLite reports some of those, like a journal index that cannot grow, as I/O errors).
+_NEARLY_FULL: Final = 1 << 20
+
+
+def _database_file(db: sqlite3.Connection) -> Path | None:
+    """The file of ``db``'s main database, if it can say."""
+    try:
+        for _, name, file in db.execute("PRAGMA database_list"):
+            if name == "main" and file:
+                return Path(file)
+    except sqlite3.Error:
+        pass
+    return None
+
+
+def _explained(exc: sqlite3.Error, path: Path | None) -> StorageError | None:
+    """What ``exc`` means for a person, for the store file ``path``: a full
+    disk, a directory or file that cannot be written, a lock, a disk error;
+    ``None`` when SQLite's message is all there is to say."""
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+    store = "the store" if path is None else f"the store {path}"
+    directory = None if path is None else path.parent
+    if code == _SQLITE_FULL or (
+        code == _SQLITE_IOERR
+        and directory is not None
+        and directory.is_dir()
+        and shutil.disk_usage(directory).free < _NEARLY_FULL
+    ):
+        return DiskFull(
+            f"the disk is full: {store} cannot grow, and what was being written"
+            " was not stored (free some space and try again)"
+        )
+    if (
+        code in (_SQLITE_READONLY, _SQLITE_CANTOPEN)
+        and directory is not None
+        and directory.is_dir()
+        and not os.access(directory, os.W_OK)
+    ):
+        return ReadOnlyStore(
+            f"the data directory {directory} cannot be written (a read-only file system,"
+            " or a directory this user may not write): torv keeps its store and the"
+            " store's journal there"
+        )
+    if code == _SQLITE_READONLY:
+        return ReadOnlyStore(f"{store} cannot be written ({exc}): is the file read-only?")
+    if code == _SQLITE_BUSY:
+        return StorageError(
+            f"{store} stayed locked by another program ({exc}): is another torv"
+            " writing to it outside a node?"
+        )
+    if code == _SQLITE_IOERR:
+        return StorageError(f"the disk failed while reading or writing {store} ({exc})")
+    return None
+
+
 def _sqlite_errors(method: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Translate SQLite's exceptions into :class:`StorageError` (disk full,
-    read-only directory, a damaged file, a lock held too long)."""
+    """Translate SQLite's exceptions into :class:`StorageError`: :class:`DiskFull`,
+    :class:`ReadOnlyStore`, or a message naming a lock or a disk error."""
 
     @functools.wraps(method)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
             return method(*args, **kwargs)
         except sqlite3.Error as exc:
-            raise StorageError(f"the store failed: {exc}") from exc
+            store = args[0]
+            path = _database_file(store._db) if isinstance(store, Store) else None
+            raise _explained(exc, path) or StorageError(f"the store failed: {exc}") from exc
 
     return wrapper
 
@@ -290,7 +359,8 @@ class Store:
                 str(path), isolation_level=None, check_same_thread=False, timeout=30.0
             )
         except sqlite3.Error as exc:
-            raise StorageError(f"cannot open the store {path}: {exc}") from exc
+            explained = _explained(exc, Path(path).absolute())
+            raise explained or StorageError(f"cannot open the store {path}: {exc}") from exc
         try:
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = FULL")
@@ -299,7 +369,8 @@ class Store:
             migrate(db)
         except sqlite3.DatabaseError as exc:
             db.close()
-            raise StorageError(f"{path} is not a usable torv store: {exc}") from exc
+            explained = _explained(exc, Path(path).absolute())
+            raise explained or StorageError(f"{path} is not a usable torv store: {exc}") from exc
         except StorageError:
             db.close()
             raise
@@ -828,7 +899,8 @@ class Store:
             for row in cursor:
                 yield self._stored(row)
         except sqlite3.Error as exc:
-            raise StorageError(f"the store failed: {exc}") from exc
+            explained = _explained(exc, _database_file(self._db))
+            raise explained or StorageError(f"the store failed: {exc}") from exc
 
     @_sqlite_errors
     def raw_log(
