@@ -42,17 +42,19 @@ async def _read_frame(stream: trio.abc.Stream, frames: FrameBuffer) -> bytes | N
     return frame
 
 
-async def secure_handshake(stream: trio.abc.Stream, handshake: TorvHandshake) -> SecureStream:
+async def secure_handshake(
+    stream: trio.abc.Stream, handshake: TorvHandshake, *, time_limit: float = HANDSHAKE_TIMEOUT
+) -> SecureStream:
     """Run ``handshake`` over ``stream``; return the secure stream on success.
 
     Raises :class:`HandshakeFailed` (with the reason) if the peer's messages
     are bad, the connection ends, or the handshake takes longer than
-    :data:`HANDSHAKE_TIMEOUT` (a slow peer must not hold a connection slot).
+    ``time_limit`` seconds (a slow peer must not hold a connection slot).
     ``stream`` is left open: the caller closes it.
     """
     frames = FrameBuffer()
     try:
-        with trio.fail_after(HANDSHAKE_TIMEOUT):
+        with trio.fail_after(time_limit):
             while handshake.session is None:
                 outgoing = handshake.next_message()
                 if outgoing is not None:
@@ -63,7 +65,7 @@ async def secure_handshake(stream: trio.abc.Stream, handshake: TorvHandshake) ->
                     raise HandshakeFailed("the peer closed the connection during the handshake")
                 handshake.receive(incoming)
     except trio.TooSlowError:
-        raise HandshakeFailed(f"the handshake took longer than {HANDSHAKE_TIMEOUT:g} s") from None
+        raise HandshakeFailed(f"the handshake took longer than {time_limit:g} s") from None
     except trio.BrokenResourceError as exc:
         raise HandshakeFailed(f"the connection broke during the handshake: {exc}") from exc
     return SecureStream(stream, handshake.session, frames)

@@ -24,6 +24,10 @@ __all__ = ["PeerConnection", "PeerInfo"]
 
 #: Messages waiting to be written to one peer before it counts as too slow.
 SEND_QUEUE: Final = 1024
+#: The same in bytes: a peer that asks for much (sync batches of up to 1 MiB,
+#: entries by IWANT) and reads nothing would otherwise make the node hold a
+#: thousand answers. A correct peer keeps a few sync requests outstanding.
+SEND_QUEUE_BYTES: Final = 16 * 1024 * 1024
 #: Queued messages are joined into one write until it holds this many bytes.
 WRITE_BATCH: Final = 256 * 1024
 _RECEIVE_CHUNK: Final = 65536
@@ -48,12 +52,19 @@ class PeerConnection:
         self.stream = stream
         self.info = PeerInfo(stream.remote_identity, address, outbound, trio.current_time())
         self._outbox_send, self._outbox_receive = trio.open_memory_channel[bytes](SEND_QUEUE)
+        self._queued = 0  # bytes in the outbox
         self._closed = trio.Event()
         self._reason = ""
 
     @property
     def identity(self) -> bytes:
         return self.info.identity
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes queued for the peer that the writer has not taken yet
+        (at most :data:`SEND_QUEUE_BYTES`)."""
+        return self._queued
 
     def send(self, message: WireMessage) -> bool:
         """Queue ``message``; False (and the connection closing) if the queue is full."""
@@ -65,12 +76,15 @@ class PeerConnection:
         if self._closed.is_set():
             return False
         try:
+            if self._queued + len(data) > SEND_QUEUE_BYTES:
+                raise trio.WouldBlock
             self._outbox_send.send_nowait(data)
         except trio.WouldBlock:
             self.close("the peer reads too slowly (send queue full)")
             return False
         except trio.ClosedResourceError:
             return False
+        self._queued += len(data)
         return True
 
     def close(self, reason: str) -> None:
@@ -123,6 +137,7 @@ class PeerConnection:
                         break
                     batch.append(data)
                     size += len(data)
+                self._queued -= size
                 await self.stream.send_all(batch[0] if len(batch) == 1 else b"".join(batch))
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self.close(f"connection lost: {exc}")

@@ -38,8 +38,9 @@ What the router does, after the libp2p GossipSub v1.1 specification:
   swarm where everyone follows the same feeds.
 - Scores (:meth:`Router.score`): first deliveries earn a little; invalid
   entries (squared), broken IWANT promises, IWANT floods, grafts during
-  backoff and talking while graylisted (all squared, as the spec's P7) cost
-  a lot; every counter decays at each heartbeat. Below 0 a peer leaves the
+  backoff, grafts repeated within a heartbeat and talking while graylisted
+  (all squared, as the spec's P7) cost a lot; every counter decays at each
+  heartbeat. Below 0 a peer leaves the
   meshes, below ``gossip_threshold`` it gets and gives no gossip, below
   ``publish_threshold`` it gets no own entries, below ``graylist_threshold``
   its messages are dropped unread, and below ``disconnect_threshold`` it is
@@ -143,6 +144,14 @@ class RouterParams:
     max_iwant_ids: int = 512  # ids asked of one peer per heartbeat
     max_ihave_ids: int = MAX_IDS  # ids advertised per topic and peer per heartbeat
     max_iwant_per_id: int = 3  # answers per id and peer per heartbeat
+    # Ids heeded in one peer's IWANTs per heartbeat: twice what we ask of one
+    # peer (max_iwant_ids, after IHAVEs and invalid copies alike), so that a
+    # peer with our parameters never comes near. Each IWANT past it is a
+    # flood, penalised even below gossip_threshold (where none is answered).
+    max_iwant_heeded: int = 1024
+    # GRAFTs for one topic heeded from one peer per heartbeat: a correct peer
+    # sends one per time it joins our mesh. Each one past it is a flood.
+    max_grafts_per_topic: int = 2
     # IDONTWANT: sent for entries with a payload of at least idontwant_min_size
     # bytes (0: every entry, a deleted payload included).
     idontwant_min_size: int = 0
@@ -282,8 +291,11 @@ class _Peer:
     idontwants: int = 0
     asked: int = 0
     served: dict[bytes, int] = field(default_factory=dict)
+    wanted: int = 0  # ids in its IWANTs
+    grafts: dict[str, int] = field(default_factory=dict)  # GRAFTs by joined topic
     # Reported through disconnects(): everything from and to it stops.
     doomed: bool = False
+    connected: float = 0.0  # when this connection came up
 
 
 @dataclass(slots=True)
@@ -456,13 +468,20 @@ class Router:
     def add_peer(self, peer: bytes, now: float) -> None:
         """A connection to ``peer`` is up: tell it our topics.
 
-        A peer that left with a score keeps it (for ``retain_score`` s).
+        A peer that left with a score keeps it (for ``retain_score`` s); one
+        that comes back below ``disconnect_threshold`` is told nothing and
+        reported through :meth:`disconnects` at once.
         Raises :class:`InvalidArgument` for ourselves or a peer already added.
         """
         if peer == self._me or peer in self._peers:
             raise InvalidArgument("this peer is ourselves or was added already")
         retained = self._retained.pop(peer, None)
-        self._peers[peer] = _Peer(retained[0] if retained else _Score())
+        state = self._peers[peer] = _Peer(retained[0] if retained else _Score(), connected=now)
+        score = self._score_of(state.score)
+        if score < self._p.disconnect_threshold:
+            state.doomed = True
+            self._hangups.append((peer, f"came back with score {score:.1f}"))
+            return
         for topics in _chunks(list(self._joined), MAX_TOPICS):
             self._send(peer, Subscribe(topics))
 
@@ -607,9 +626,13 @@ class Router:
                 self._delivered.append(Delivery(source, entry_id, message))
             else:
                 # We told these peers not to send the entry, and the copy we
-                # had was bad: ask them for theirs (no promise: they may not have it).
+                # had was bad: ask them for theirs (no promise: they may not
+                # have it). Within what we ask of a peer per heartbeat, or a
+                # flood of forgeries would make us an IWANT flooder to them.
                 for peer in pending.told:
-                    if peer in self._peers:
+                    state = self._peers.get(peer)
+                    if state is not None and state.asked < self._p.max_iwant_ids:
+                        state.asked += 1
                         self._send(peer, IWant((entry_id,)))
 
     # --- control messages -------------------------------------------------------
@@ -640,9 +663,20 @@ class Router:
 
     def _on_graft(self, peer: bytes, state: _Peer, message: Graft, now: float) -> None:
         topic = message.topic
+        if topic in self._joined:
+            grafts = state.grafts[topic] = state.grafts.get(topic, 0) + 1
+            if grafts > self._p.max_grafts_per_topic:
+                self._penalise(peer, "grafted again and again", behaviour=1.0)
+                return
         act = _ON_GRAFT[self._link(peer, topic, now)]
         if act is _Act.REFUSE_AND_PENALISE:
             since, _ = self._backoff[peer, topic]
+            if since < state.connected:
+                # The backoff began on an earlier connection: a peer that
+                # restarted since cannot know it. Refused and told, from now.
+                del self._backoff[peer, topic]
+                self._prune(peer, topic, now)
+                return
             flood = now - since < self._p.graft_flood_threshold
             self._penalise(peer, "grafted during backoff", behaviour=2.0 if flood else 1.0)
             self._prune(peer, topic, now)
@@ -702,6 +736,10 @@ class Router:
         self._send(peer, IWant(tuple(wanted)))
 
     def _on_iwant(self, peer: bytes, state: _Peer, message: IWant, now: float) -> None:
+        state.wanted += len(message.ids)
+        if state.wanted > self._p.max_iwant_heeded:
+            self._penalise(peer, "asked for too many entries", behaviour=1.0)
+            return
         if self._score_of(state.score) < self._p.gossip_threshold:
             return
         flooded = False
@@ -762,8 +800,9 @@ class Router:
             for entry_id in self._windows.popleft():
                 self._cache.pop(entry_id, None)
         for state in self._peers.values():
-            state.ihaves = state.idontwants = state.asked = 0
+            state.ihaves = state.idontwants = state.asked = state.wanted = 0
             state.served.clear()
+            state.grafts.clear()
 
     def _decay(self) -> None:
         p = self._p

@@ -26,10 +26,29 @@ import trio
 from storage.errors import TorvError
 
 from .home import Home
+from .hostile import (
+    ConnectionFlood,
+    HostilePeer,
+    connection_flood,
+    forged_entries,
+    hostile_peer,
+    unlinked_entries,
+)
 from .local import LocalNode
 from .runtime import Node, NodeOptions, open_node
 
-__all__ = ["TEST_NETWORK_KEY", "Swarm", "SwarmTimeout", "open_swarm"]
+__all__ = [
+    "TEST_NETWORK_KEY",
+    "ConnectionFlood",
+    "HostilePeer",
+    "Swarm",
+    "SwarmTimeout",
+    "connection_flood",
+    "forged_entries",
+    "hostile_peer",
+    "open_swarm",
+    "unlinked_entries",
+]
 
 #: The network key of test swarms: they cannot connect to the public network.
 TEST_NETWORK_KEY = hashlib.sha256(b"torv test network").digest()

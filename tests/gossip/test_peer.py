@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gossip.channel import secure_handshake
 from gossip.handshake import TorvHandshake
-from gossip.peer import WRITE_BATCH, PeerConnection
+from gossip.peer import SEND_QUEUE, SEND_QUEUE_BYTES, WRITE_BATCH, PeerConnection
 from gossip.wire import MAX_IDS, IDontWant, WireMessage, encode_message
 
 NETWORK = bytes(32)
@@ -113,3 +113,21 @@ async def test_a_closed_connection_takes_no_more_messages() -> None:
     sender, _, _ = await _connections()
     sender.close("done")
     assert not sender.send(_idontwant(1))
+
+
+@pytest.mark.trio
+async def test_a_peer_that_reads_nothing_is_dropped_once_its_queue_holds_too_many_bytes() -> None:
+    # Regression (issue 6): a peer that asked for sync batches of 1 MiB and
+    # read none made the node hold SEND_QUEUE of them, a GiB per connection.
+    sender, _, _ = await _connections()
+    batch = bytes(1024 * 1024)
+    queued = 0
+    while sender.send_encoded(batch):
+        queued += 1
+    assert queued == SEND_QUEUE_BYTES // len(batch) < SEND_QUEUE
+    assert sender.queued_bytes <= SEND_QUEUE_BYTES
+
+    async def ignore(connection: PeerConnection, message: WireMessage) -> None:
+        raise AssertionError("nothing was sent to the sender")
+
+    assert "send queue full" in await sender.run(ignore)

@@ -1090,3 +1090,98 @@ def test_a_peer_that_joins_the_mesh_is_offered_what_went_round_before() -> None:
     assert ihaves == [(peer(2), IHave(TOPIC, (entry_id,)))]  # not to its source
     r.heartbeat(2.0)
     assert sent(r, IHave) == []  # offered once
+
+
+# --- floods and returning offenders (issue 6) ---------------------------------------
+
+
+def _until_disconnected(r: Router, message: WireMessage, now: float, limit: int) -> int:
+    """Send ``message`` from peer 1 until the router hangs up; how many it took."""
+    for count in range(1, limit + 1):
+        r.handle(peer(1), message, now)  # type: ignore[arg-type]
+        if [p for p, _ in r.disconnects()] == [peer(1)]:
+            return count
+    raise AssertionError(f"still connected after {limit} messages")
+
+
+def test_iwants_past_the_budget_are_a_flood_even_when_no_longer_answered() -> None:
+    # Regression: below gossip_threshold IWANTs went unanswered and unscored,
+    # so a peer could ask without end once its score had fallen to -20.
+    params = RouterParams(max_iwant_heeded=8)
+    r = connected(1, params=params)
+    unknown = tuple(bytes([7, n]) + bytes(30) for n in range(4))
+    for second in range(5):  # within the budget at every heartbeat: no cost
+        r.handle(peer(1), IWant(unknown), second + 0.1)
+        r.handle(peer(1), IWant(unknown), second + 0.2)
+        r.heartbeat(second + 1.0)
+    assert r.score(peer(1)) == 0
+    assert _until_disconnected(r, IWant(unknown), 5.5, limit=50) < 20
+
+
+def test_grafts_repeated_within_a_heartbeat_are_a_flood() -> None:
+    # Regression: GRAFTs from a peer already in the mesh were ignored at no
+    # cost, however many came.
+    r = connected(1)
+    r.join(TOPIC, 0.0)
+    assert r.mesh(TOPIC) == {peer(1)}
+    for second in range(3):  # as many as a correct peer sends: no cost
+        for _ in range(P.max_grafts_per_topic):
+            r.handle(peer(1), Graft(TOPIC), second + 0.5)
+        r.heartbeat(second + 1.0)
+    assert r.score(peer(1)) == 0
+    assert r.mesh(TOPIC) == {peer(1)}
+    assert _until_disconnected(r, Graft(TOPIC), 3.5, limit=50) < 20
+
+
+def test_forgeries_from_many_peers_do_not_make_us_an_iwant_flooder() -> None:
+    # Regression: for each rejected entry we asked the mesh peers told
+    # IDONTWANT for a genuine copy, without bound. Sybils that sent a few
+    # forgeries each made our honest neighbour cut us off for flooding IWANTs.
+    us = router()
+    neighbour = Router(peer(1), P, random.Random(1))
+    us.add_peer(peer(1), 0.0)
+    us.handle(peer(1), Subscribe((TOPIC,)), 0.0)
+    neighbour.add_peer(ME, 0.0)
+    neighbour.handle(ME, Subscribe((TOPIC,)), 0.0)
+    us.join(TOPIC, 0.0)
+    neighbour.join(TOPIC, 0.0)
+    assert us.mesh(TOPIC) == {peer(1)}
+    neighbour.drain()
+    asked = 0
+    for sybil in range(100, 100 + P.max_iwant_heeded):
+        us.add_peer(peer(sybil), 0.5)
+        for n in range(2):  # too few to be cut off
+            eid, message = entry(10 * sybil + n)
+            us.handle_entry(peer(sybil), eid, message, 0.5)
+            us.validated(eid, Verdict.REJECT, 0.5)
+        for to, sent_message in us.drain():
+            if to == peer(1):
+                asked += isinstance(sent_message, IWant)
+                neighbour.handle(ME, sent_message, 0.5)  # type: ignore[arg-type]
+    assert asked == P.max_iwant_ids
+    assert neighbour.disconnects() == []
+    assert neighbour.score(ME) == 0
+
+
+def test_a_peer_dropped_for_its_score_is_refused_when_it_comes_back() -> None:
+    r = connected(1)
+    r.join(TOPIC, 0.0)
+    for n in range(1, 10):
+        eid, message = entry(n)
+        r.handle_entry(peer(1), eid, message, 0.0)
+        r.validated(eid, Verdict.REJECT, 0.0)
+        if r.disconnects():
+            break
+    r.remove_peer(peer(1), 0.0)
+    r.drain()
+    r.add_peer(peer(1), 1.0)
+    assert [p for p, _ in r.disconnects()] == [peer(1)]
+    assert sent(r) == []  # told nothing, not even our topics
+    r.handle(peer(1), Graft(TOPIC), 1.0)
+    assert r.mesh(TOPIC) == frozenset()
+    r.remove_peer(peer(1), 1.0)
+    for second in range(2, 400):  # the score decays: welcome again
+        r.heartbeat(float(second))
+    r.add_peer(peer(1), 400.0)
+    assert r.disconnects() == []
+    assert sent(r, Subscribe) == [(peer(1), Subscribe((TOPIC,)))]
