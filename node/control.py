@@ -283,6 +283,14 @@ async def _read_message(stream: trio.SocketStream, buffer: bytearray) -> Any | N
 
 
 async def _serve_client(node: Node, stream: trio.SocketStream) -> None:
+    # A client that hangs up before its answer or during the event stream
+    # (Ctrl-C in the CLI, a closed app) must not end the node: serve_listeners
+    # lets an exception from a handler end the whole server.
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await _serve_connection(node, stream)
+
+
+async def _serve_connection(node: Node, stream: trio.SocketStream) -> None:
     buffer = bytearray()
     async with stream:
         while True:

@@ -290,6 +290,8 @@ class HardenedProtocol(KademliaProtocol):  # type: ignore[misc]
         if (
             not isinstance(data, list)
             or len(data) != 2
+            # A list or map as the name is unhashable: test the type first.
+            or not isinstance(data[0], str)
             or data[0] not in _RPCS
             or not _valid_args(data[0], data[1])
         ):

@@ -113,7 +113,13 @@ def parse_address(text: str, *, any_port: bool = False) -> tuple[str, int]:
     :class:`InvalidArgument` for anything else.
     """
     host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit() or len(text) > _MAX_ADDRESS_TEXT:
+    # str.isdigit() also takes "²" (int() refuses it) and "٤" (int() reads 4):
+    # a port is ASCII digits only, so one address has one spelling.
+    if (
+        not sep
+        or not (port_text.isascii() and port_text.isdigit())
+        or len(text) > _MAX_ADDRESS_TEXT
+    ):
         raise InvalidArgument(f"{text!r} is not HOST:PORT")
     host = host.removeprefix("[").removesuffix("]")
     try:
