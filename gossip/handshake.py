@@ -71,7 +71,8 @@ def _check_identity_payload_untrusted(payload: bytes, remote_static: bytes) -> b
         raise HandshakeFailed(f"the peer's identity payload is malformed: {exc}") from None
     if (
         not isinstance(value, dict)
-        or value.get("v") != _PAYLOAD_VERSION
+        or type(value.get("v")) is not int  # true == 1 in Python; not on the wire
+        or value["v"] != _PAYLOAD_VERSION
         or not isinstance(value.get("identity"), bytes)
         or not isinstance(value.get("sig"), bytes)
         or len(value["identity"]) != 32

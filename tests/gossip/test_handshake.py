@@ -6,7 +6,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from gossip.handshake import STATIC_KEY_DOMAIN, HandshakeFailed, TorvHandshake
+from gossip.handshake import (
+    STATIC_KEY_DOMAIN,
+    HandshakeFailed,
+    TorvHandshake,
+    _check_identity_payload_untrusted,
+)
 from storage import InvalidArgument, canonical
 
 NETWORK = bytes(range(32))
@@ -140,3 +145,13 @@ def test_caller_errors() -> None:
         TorvHandshake(
             initiator=False, identity=_identity(1), network_key=NETWORK, expected=bytes(32)
         )
+
+
+@pytest.mark.parametrize("version", [True, 2, "1"])
+def test_an_identity_payload_of_another_version_fails_even_when_signed(version: object) -> None:
+    static = bytes(range(32))
+    identity = _identity(2)
+    signed = {"identity": _public(identity), "sig": identity.sign(STATIC_KEY_DOMAIN + static)}
+    assert _check_identity_payload_untrusted(canonical.packb({**signed, "v": 1}), static)
+    with pytest.raises(HandshakeFailed, match="v: 1"):
+        _check_identity_payload_untrusted(canonical.packb({**signed, "v": version}), static)
