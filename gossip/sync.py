@@ -44,6 +44,22 @@ Decisions the code depends on:
   resumes from whatever the store holds (a new connection starts from the
   store's heads). If the head falls short of what the batch carried, the
   store refused some of it.
+- **Heads as they move.** Gossip reaches only the peers in a feed's mesh
+  when an entry is new, and heads go out when peers meet: an entry that a
+  peer got after the two exchanged heads, while we were not yet in its
+  mesh (or that it got by sync, which gossip does not forward), would
+  reach us only with the next connection. So each side tells the other its
+  head of a feed again where it holds more than the other offered and than
+  it told it, for the feeds the other listed in its ``heads`` (it
+  replicates them too; feeds it listed before they were in our scope are
+  remembered, up to :data:`MENTIONED_FEEDS`). Heads are told once they have
+  stood for a round of :meth:`SyncPlanner.announce_progress` (the driver
+  calls it every few seconds): by then gossip has delivered what it
+  delivers, and sync does not fetch entries still on their way. A feed
+  joining the scope is told at once (:meth:`SyncPlanner.announce`), so the
+  peer learns that we replicate it, and so are heads that show the peer
+  behind. Each side tells its own progress, so nothing needs an answer
+  beyond that, and the exchange ends.
 - **Faults end a feed, not the peer.** The planner reads only the author and
   seq each entry claims (full validation is the store's job, at ingest). A
   batch that breaks the request (another feed, seqs outside the range, out
@@ -112,6 +128,10 @@ _MIN_BATCH_BYTES: Final = _BATCH_FRAMING + _ENTRY_FRAMING + _MAX_RAW_ENTRY
 # Ids of closed requests whose answer may still come (re-sent, or given up
 # on) and is not a fault: the most recent ones are kept.
 _TOLERATED_IDS: Final = 256
+#: Feeds outside the scope that a peer listed in ``heads``, remembered per
+#: peer (the oldest are forgotten first): if one joins the scope, the peer
+#: is known to replicate it and what it offered stands.
+MENTIONED_FEEDS: Final = 8192
 _REQUEST_IDS: Final = 2**32
 
 
@@ -404,6 +424,12 @@ class _Feed:
     preview: _Preview = _Preview.NOT_ASKED
     preview_request: int | None = None
     abandoned: bool = False
+    shared: bool = False  # the peer listed this feed in heads: it replicates it
+    told: int = -1  # our head as last told to the peer; -1: never told
+    stable: int = 0  # our head as of the round of announce_progress() before the last
+
+    def worth_telling(self) -> bool:
+        return self.told < 0 or (self.shared and self.stable > max(self.offered, self.told))
 
     def has_work(self) -> bool:
         if self.abandoned:
@@ -463,6 +489,14 @@ class SyncPlanner:
         # most once, in the queue of its urgency (value of ``_queued``).
         self._queues: dict[bool, deque[bytes]] = {True: deque(), False: deque()}
         self._queued: dict[bytes, bool] = {}
+        # Feeds out of scope the peer listed, with its offer (MENTIONED_FEEDS).
+        self._mentioned: dict[bytes, int] = {}
+        # Feeds to tell of now: joined the scope, or the peer sent its head.
+        self._to_announce: set[bytes] = set()
+        # Feeds whose head moved since announce_progress() last ran, and the
+        # heads it saw moved then (stable at its next run).
+        self._moved: set[bytes] = set()
+        self._settling: dict[bytes, int] = {}
         for feed in scope:
             self._add_feed(feed, heads.get(feed, 0))
 
@@ -511,24 +545,76 @@ class SyncPlanner:
         A feed we want but hold nothing of is listed with seq 0, so the peer
         learns what we replicate. Sorted by feed, at most
         :data:`~gossip.wire.MAX_HEADS` pairs each; always at least one message
-        (empty when the scope is), so the peer always hears from us.
+        (empty when the scope is), so the peer always hears from us. Every
+        feed counts as told (see :meth:`announce`).
         """
+        for state in self._feeds.values():
+            state.told = state.stable = state.have
+        self._to_announce.clear()
         pairs = sorted((feed, state.have) for feed, state in self._feeds.items())
         if not pairs:
             return [Heads(())]
-        return [Heads(tuple(pairs[i : i + MAX_HEADS])) for i in range(0, len(pairs), MAX_HEADS)]
+        return _chunked(pairs)
+
+    def announce(self) -> list[Heads]:
+        """Our heads that the peer should hear now, as ``heads`` messages (maybe none).
+
+        Call after :meth:`on_heads` and :meth:`set_scope`. Lists the feeds
+        that joined the scope since :meth:`hello` (the peer learns that we
+        replicate them), and those whose heads the peer just sent where we
+        hold more (as of the last round of :meth:`announce_progress`).
+        """
+        feeds, self._to_announce = self._to_announce, set()
+        return self._tell(feeds)
+
+    def announce_progress(self) -> list[Heads]:
+        """Our progress that the peer should hear, as ``heads`` messages (maybe none).
+
+        Call every few seconds. Lists the feeds the peer replicates too where
+        our head as of the previous call is more than it offered and than we
+        told it: a head is told once it has stood a round, so entries that
+        gossip is still bringing the peer are not fetched again by sync.
+        The cost follows the feeds whose heads moved, not the scope.
+        """
+        feeds = set(self._settling)
+        for feed, seq in self._settling.items():
+            state = self._feeds.get(feed)
+            if state is not None:
+                state.stable = max(state.stable, seq)
+        self._settling = {
+            feed: self._feeds[feed].have for feed in self._moved if feed in self._feeds
+        }
+        self._moved.clear()
+        return self._tell(feeds)
+
+    def _tell(self, feeds: Iterable[bytes]) -> list[Heads]:
+        pairs: list[tuple[bytes, int]] = []
+        for feed in sorted(feeds):
+            state = self._feeds.get(feed)
+            if state is not None and state.worth_telling():
+                state.told = state.have if state.told < 0 else state.stable
+                pairs.append((feed, state.told))
+        return _chunked(pairs)
 
     # --- what the peer says -------------------------------------------------
 
     def on_heads(self, heads: Heads) -> None:
-        """Record what the peer offers of the feeds in scope (others are ignored).
+        """Record what the peer offers of the feeds in scope; it replicates
+        them too. Feeds out of scope are remembered, not fetched (see
+        :data:`MENTIONED_FEEDS`).
 
         May come any time, in several messages; an offer never goes down.
         """
         for feed, seq in heads.heads:
             state = self._feeds.get(feed)
             if state is None:
+                self._mention(feed, seq)
                 continue
+            state.shared = True
+            self._to_announce.add(feed)
+            # The peer says it holds ``seq``: as far as it knows, we told it
+            # no more (it may have forgotten, or our word crossed its own).
+            state.told = min(state.told, seq)
             state.offered = max(state.offered, seq)
             if seq > state.target:
                 state.target = seq
@@ -617,8 +703,11 @@ class SyncPlanner:
         """
         wanted = frozenset(scope)
         for feed in [feed for feed in self._feeds if feed not in wanted]:
-            self._abandon(self._feeds.pop(feed))
+            state = self._feeds.pop(feed)
+            self._abandon(state)
             self._queued.pop(feed, None)
+            if state.shared:
+                self._mention(feed, state.offered)
         for feed in wanted:
             if feed not in self._feeds:
                 self._add_feed(feed, heads.get(feed, 0))
@@ -696,7 +785,19 @@ class SyncPlanner:
     # --- inside ---------------------------------------------------------------
 
     def _add_feed(self, feed: bytes, have: int) -> None:
-        self._feeds[feed] = _Feed(have=have, urgent=feed in self._urgent, frontier=have + 1)
+        state = _Feed(have=have, urgent=feed in self._urgent, frontier=have + 1, stable=have)
+        self._feeds[feed] = state
+        self._to_announce.add(feed)
+        offered = self._mentioned.pop(feed, None)
+        if offered is not None:
+            state.shared, state.offered, state.target = True, offered, offered
+            self._wake(feed)
+
+    def _mention(self, feed: bytes, seq: int) -> None:
+        offered = max(seq, self._mentioned.pop(feed, 0))
+        self._mentioned[feed] = offered  # now the most recent
+        if len(self._mentioned) > MENTIONED_FEEDS:
+            del self._mentioned[next(iter(self._mentioned))]
 
     def _wake(self, feed: bytes) -> None:
         state = self._feeds[feed]
@@ -841,6 +942,7 @@ class SyncPlanner:
         if latest_seq <= state.have:
             return
         state.have = latest_seq
+        self._moved.add(feed)
         state.frontier = max(state.frontier, latest_seq + 1)
         self._trim(feed, state)
 
@@ -904,6 +1006,11 @@ class SyncPlanner:
         state.slots.clear()
         self._cancel(state.preview_request)
         state.preview_request = None
+
+
+def _chunked(pairs: Sequence[tuple[bytes, int]]) -> list[Heads]:
+    """``heads`` messages of at most :data:`~gossip.wire.MAX_HEADS` pairs each."""
+    return [Heads(tuple(pairs[i : i + MAX_HEADS])) for i in range(0, len(pairs), MAX_HEADS)]
 
 
 # --- entries ahead of a gap -----------------------------------------------------------

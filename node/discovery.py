@@ -266,6 +266,8 @@ class HardenedProtocol(KademliaProtocol):  # type: ignore[misc]
         self._max_contacts_per_ip = max_contacts_per_ip
         self.counters = counters
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Test only (see :meth:`Discovery.set_test_reachable`).
+        self.test_reachable: Callable[[tuple[str, int]], bool] | None = None
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         # Keep a reference: the loop holds only weak ones to running tasks.
@@ -274,6 +276,9 @@ class HardenedProtocol(KademliaProtocol):  # type: ignore[misc]
         task.add_done_callback(self._tasks.discard)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.test_reachable is not None and not self.test_reachable(addr):
+            self.counters["dropped: test partition"] += 1
+            return
         if len(data) > MAX_DATAGRAM or len(data) < 22:
             self.counters["dropped: bad size"] += 1
             return
@@ -535,6 +540,19 @@ class Discovery:
             ]
 
         return await self._island.call(read())
+
+    async def set_test_reachable(
+        self, reachable: Callable[[tuple[str, int]], bool] | None
+    ) -> None:
+        """Test only (``node.testing``'s partitions): drop every datagram from
+        a UDP address that ``reachable`` refuses, as if the network lost it;
+        ``None`` lets everything through again. Never used by a real node."""
+
+        async def apply() -> None:
+            if self._server.protocol is not None:
+                self._server.protocol.test_reachable = reachable
+
+        await self._island.call(apply())
 
     async def stats(self) -> DhtStats:
         contacts = await self.contacts()

@@ -79,6 +79,8 @@ DEFAULT_NETWORK_KEY: Final = hashlib.sha256(b"torv public network, version 1").d
 _DIAL_TIMEOUT: Final = 5.0
 _ANNOUNCE_PER_ROUND: Final = 64
 _LOOKUPS_PER_ROUND: Final = 4
+#: Providers dialled per feed that has no mesh peer, above the peer limit.
+_RESCUE_DIALS: Final = 2
 _EVENT_QUEUE: Final = 1000
 #: Gossip deliveries judged in one round (their entries stored in one transaction).
 _JUDGE_ROUND: Final = 512
@@ -125,6 +127,9 @@ class NodeOptions:
     #: Serve the local control API on ``control.sock`` in the data directory.
     control: bool = True
     announce_interval: float = 600.0
+    #: Seconds between telling peers our heads of the feeds we share where
+    #: they moved (sync's fallback for entries that gossip did not bring).
+    heads_interval: float = 2.0
     router: RouterParams = field(default_factory=RouterParams)
     #: Connections that dialled us and are still in the handshake: past this
     #: many the oldest is dropped, so peers that stall or trickle handshakes
@@ -269,6 +274,11 @@ class Node:
         self._sync_send, self._sync_receive = trio.open_memory_channel[_SyncRun](_SYNC_QUEUE)
         self._dialing: set[tuple[str, int]] = set()
         self._backoff = Backoff()
+        #: Test only (see :meth:`set_test_reachable`): the peers the network reaches.
+        self._test_reachable: Callable[[bytes], bool] | None = None
+        #: Our feed has entries (from before the start, or published since
+        #: the last look) that may have reached no follower (_thin_feeds).
+        self._own_unheard = True
         #: Feeds whose provider record is not yet in the DHT (new in the scope).
         self._unannounced: set[bytes] = set()
         self._upkeep = trio.Event()
@@ -335,6 +345,7 @@ class Node:
         now = trio.current_time()
         self.router.publish(entry.id, EntryMessage(_topics(entry), _raw(entry)), now)
         self._flush()
+        self._own_unheard = True
         self._local_head(entry.author, entry.seq)
         self._emit(EntryAdded(entry.id, entry.author, entry.seq, entry.kind, None))
         return entry
@@ -397,6 +408,36 @@ class Node:
     def peers(self) -> list[PeerInfo]:
         return [connection.info for connection in self._connections.values()]
 
+    # --- test only ---------------------------------------------------------------
+
+    async def set_test_reachable(
+        self,
+        peers: Callable[[bytes], bool] | None,
+        dht: Callable[[tuple[str, int]], bool] | None = None,
+    ) -> None:
+        """Test only (``node.testing``'s ``Swarm.partition``): act as if the
+        network reached only the peers whose identity ``peers`` accepts.
+
+        Sessions with other peers end (this returns once they have); new
+        ones are refused after the handshake, and dials that name such a
+        peer fail at once (and back off as any failed dial does). The DHT
+        drops datagrams from the UDP addresses ``dht`` refuses. ``None`` for
+        both lifts the cut. A real node never calls this.
+        """
+        self._test_reachable = peers
+        await self._discovery.set_test_reachable(dht)
+        if peers is not None:
+            gone = []
+            for peer, connection in self._connections.items():
+                if not peers(peer):
+                    connection.close("cut off by a test partition")
+                    gone.append(self._unregistered[peer])
+            for event in gone:
+                await event.wait()
+
+    def _test_reaches(self, peer: bytes) -> bool:
+        return self._test_reachable is None or self._test_reachable(peer)
+
     def status(self) -> NodeStatus:
         sync: dict[bytes, tuple[int, int]] = {}
         for planner in self._planners.values():
@@ -451,8 +492,8 @@ class Node:
             self._upkeep.set()
         for peer, planner in self._planners.items():
             planner.set_scope(scope, heads)
-            if added:
-                self._send_heads(peer, {feed: heads[feed] for feed in added})
+            # The peer learns that we replicate the feeds that joined.
+            self._send_heads(peer, planner.announce())
             self._wake(peer)
         self._flush()
 
@@ -484,11 +525,18 @@ class Node:
 
     async def _heartbeats(self) -> None:
         interval = self.options.router.heartbeat_interval
+        next_heads = trio.current_time() + self.options.heads_interval
         while True:
             await trio.sleep(interval)
             self.router.heartbeat(trio.current_time())
             self._gaps.expire(trio.current_time())
             self._flush()
+            if trio.current_time() >= next_heads:
+                # Our progress reaches the peers that share a feed even where
+                # gossip did not bring them the entries (gossip.sync).
+                for peer, planner in self._planners.items():
+                    self._send_heads(peer, planner.announce_progress())
+                next_heads = trio.current_time() + self.options.heads_interval
 
     async def _judge_deliveries(self) -> None:
         """Judge what the router delivers, in rounds, until cancelled.
@@ -699,6 +747,8 @@ class Node:
                         await self._db(self.store.peer_failed, expected)
 
     async def _dial(self, host: str, port: int, expected: bytes | None) -> bool:
+        if expected is not None and not self._test_reaches(expected):
+            return False  # a test partition: as if the address could not be reached
         try:
             with trio.move_on_after(_DIAL_TIMEOUT):
                 stream = await trio.open_tcp_stream(host, port)
@@ -765,7 +815,7 @@ class Node:
                         {feed: self.store.latest_seq(feed) for feed in self._scope},
                     )
                 )
-            if peer == self.me or peer in blocked:
+            if peer == self.me or peer in blocked or not self._test_reaches(peer):
                 log.info("refused a session with %s", peer.hex()[:16])
                 return
             while (existing := self._connections.get(peer)) is not None:
@@ -850,12 +900,11 @@ class Node:
         for peer in self._wakers:
             self._wake(peer)
 
-    def _send_heads(self, peer: bytes, heads: dict[bytes, int]) -> None:
+    def _send_heads(self, peer: bytes, messages: Sequence[Heads]) -> None:
         connection = self._connections.get(peer)
-        if connection is not None and heads:
-            pairs = sorted(heads.items())
-            for start in range(0, len(pairs), 2048):
-                connection.send(Heads(tuple(pairs[start : start + 2048])))
+        if connection is not None:
+            for message in messages:
+                connection.send(message)
 
     async def _sync_loop(
         self, peer: bytes, planner: SyncPlanner, connection: PeerConnection
@@ -881,8 +930,9 @@ class Node:
             planner = self._planners.get(peer)
             if planner is not None:
                 planner.on_heads(message)
+                # Where we are ahead, the peer hears it now and can ask.
+                self._send_heads(peer, planner.announce())
                 self._wake(peer)
-            await self._answer_heads(peer, message)
         elif isinstance(message, Want):
             await self._serve_want(connection, message)
         elif isinstance(message, EntryBatch):
@@ -890,19 +940,6 @@ class Node:
         else:
             self.router.handle(peer, message, now)
         self._flush()
-
-    async def _answer_heads(self, peer: bytes, message: Heads) -> None:
-        # Tell the peer where we are ahead, so it can ask (a follow made
-        # during the connection learns our offer this way).
-        ours = await self._db(
-            lambda: {feed: self.store.latest_seq(feed) for feed, _ in message.heads}
-        )
-        ahead = {
-            feed: ours[feed]
-            for feed, seq in message.heads
-            if ours[feed] > seq and feed in self._scope
-        }
-        self._send_heads(peer, ahead)
 
     async def _serve_want(self, connection: PeerConnection, want: Want) -> None:
         if want.feed not in self._scope:
@@ -1010,11 +1047,6 @@ class Node:
         next_announce = 0.0
         while True:
             now = trio.current_time()
-            if now >= next_announce:
-                await self._announce(sorted(self._scope))
-                next_announce = now + self.options.announce_interval
-            elif self._unannounced:
-                await self._announce(sorted(self._unannounced))
             try:
                 thin = self._thin_feeds()
                 if len(self._connections) < self.options.target_peers or thin:
@@ -1027,6 +1059,13 @@ class Node:
                 if contacts:
                     with contextlib.suppress(StorageError):  # kept for the next start
                         await self._db(self.store.remember_dht_contacts, contacts)
+            # After the dials: a restarted node reconnects first, as its
+            # announcements may wait on DHT contacts that are gone.
+            if now >= next_announce:
+                await self._announce(sorted(self._scope))
+                next_announce = now + self.options.announce_interval
+            elif self._unannounced:
+                await self._announce(sorted(self._unannounced))
             self._upkeep = trio.Event()
             with trio.move_on_after(self.options.maintain_interval):
                 await self._upkeep.wait()
@@ -1044,51 +1083,103 @@ class Node:
             log.info("DHT announce failed: %r", exc)
 
     def _thin_feeds(self) -> list[bytes]:
-        """Feeds (not our own) whose mesh has fewer than ``d_low`` peers, shuffled."""
+        """Feeds whose mesh has fewer than ``d_low`` peers, shuffled: not our
+        own, unless its mesh is empty and we have entries that may have
+        reached nobody (our followers may all have their meshes with each
+        other and none with us, and never hear what we post)."""
         d_low = self.options.router.d_low
         thin = [
             feed
             for feed in self._scope
             if feed != self.me and len(self.router.mesh(feed_topic(feed))) < d_low
         ]
+        if self._own_unheard and not self.router.mesh(feed_topic(self.me)):
+            thin.append(self.me)
         random.shuffle(thin)
+        # Feeds with no mesh peer at all first (sort is stable: still shuffled).
+        thin.sort(key=lambda feed: bool(self.router.mesh(feed_topic(feed))))
         return thin
 
     async def _find_peers(self, thin: Sequence[bytes]) -> None:
-        """Dial candidates: first the providers of feeds whose mesh is thin (up
-        to twice the target peer count), then, below the target, seeds, the
-        address book and providers of other followed feeds."""
+        """Dial candidates: below the target peer count, seeds and the address
+        book at once (before any DHT lookup, which may wait on contacts that
+        are gone); then providers of feeds whose mesh is thin (while this
+        node dialled fewer than twice the target peer count: however many
+        peers dialled it, they may share none of its feeds), or below the
+        target, of other followed feeds.
+
+        A feed with no mesh peer at all gets up to :data:`_RESCUE_DIALS` of
+        its providers dialled whatever the peer count, so that it reaches
+        the feed's followers, by gossip or by sync, in any case.
+        """
         now = trio.current_time()
-        candidates: list[tuple[str, int, bytes | None]] = []
         lookups = list(thin[:_LOOKUPS_PER_ROUND])
         limit = self.options.target_peers * (2 if lookups else 1)
+        dialled: set[tuple[str, int]] = set()
         if len(self._connections) < self.options.target_peers:
-            candidates.extend((host, port, None) for host, port in self.options.bootstrap)
-            for peer in await self._db(self.store.known_peers, limit=32):
-                if peer.identity not in self._connections:
-                    with contextlib.suppress(InvalidArgument):
-                        candidates.append((*parse_address(peer.addresses[0]), peer.identity))
+            await self._dial_known(dialled)
             if not lookups:
                 others = [feed for feed in self._scope if feed != self.me]
                 lookups = random.sample(others, min(len(others), _LOOKUPS_PER_ROUND))
         found: list[tuple[str, int, bytes | None]] = []
+        rescue: list[tuple[str, int, bytes | None]] = []
         for feed in lookups:
+            starving = feed in thin and not self.router.mesh(feed_topic(feed))
+            picked = 0
             for record in await self._discovery.find_providers(feed):
                 if record.identity not in self._connections and record.identity != self.me:
                     with contextlib.suppress(InvalidArgument):
-                        found.append((*parse_address(record.addresses[0]), record.identity))
-        candidates = found + candidates if thin else candidates + found
+                        candidate = (*parse_address(record.addresses[0]), record.identity)
+                        if starving and picked < _RESCUE_DIALS:
+                            rescue.append(candidate)
+                            picked += 1
+                        else:
+                            found.append(candidate)
+        if self.me in lookups:
+            self._own_unheard = False  # our followers, if any, are being dialled
+        self._dial_some(rescue, None, dialled, now)
+        # Peers that dialled us, however many, may share nothing with us:
+        # only the sessions we dialled count against the limit here.
+        self._dial_some(found, limit, dialled, now, outbound_only=bool(thin))
+
+    async def _dial_known(self, dialled: set[tuple[str, int]] | None = None) -> None:
+        """Start dialling seeds and the address book, up to the target peer
+        count (``dialled``: the dials of this round, updated)."""
+        known: list[tuple[str, int, bytes | None]] = [
+            (host, port, None) for host, port in self.options.bootstrap
+        ]
+        for peer in await self._db(self.store.known_peers, limit=32):
+            if peer.identity not in self._connections:
+                with contextlib.suppress(InvalidArgument):
+                    known.append((*parse_address(peer.addresses[0]), peer.identity))
+        dialled = set() if dialled is None else dialled
+        self._dial_some(known, self.options.target_peers, dialled, trio.current_time())
+
+    def _dial_some(
+        self,
+        candidates: Sequence[tuple[str, int, bytes | None]],
+        limit: int | None,
+        dialled: set[tuple[str, int]],
+        now: float,
+        *,
+        outbound_only: bool = False,
+    ) -> None:
+        """Start dialling ``candidates`` in order while sessions (those this
+        node dialled, with ``outbound_only``) and the dials of this round
+        (``dialled``, updated) stay below ``limit`` (``None``: no bound).
+        Skips addresses connected, ours, dialled or backing off."""
         connected = {c.info.address for c in self._connections.values()}
-        mine = f"{self.listen_address[0]}:{self.listen_address[1]}"
-        ready = set(self._backoff.filter(((h, p) for h, p, _ in candidates), now))
-        dialled: set[tuple[str, int]] = set()
+        mine = {"{}:{}".format(*self.listen_address), "{}:{}".format(*self.announce_address)}
+        sessions = sum(
+            1 for c in self._connections.values() if c.info.outbound or not outbound_only
+        )
         for host, port, identity in candidates:
-            if len(self._connections) + len(dialled) >= limit:
+            if limit is not None and sessions + len(dialled) >= limit:
                 break
             address = f"{host}:{port}"
-            if (host, port) not in ready or (host, port) in dialled:
+            if not self._backoff.ready((host, port), now) or (host, port) in dialled:
                 continue
-            if address in connected or address == mine:
+            if address in connected or address in mine:
                 continue
             dialled.add((host, port))
             self._nursery.start_soon(self.dial, host, port, identity)
@@ -1163,6 +1254,9 @@ async def open_node(local: LocalNode, options: NodeOptions | None = None) -> Asy
             nursery.start_soon(node._judge_deliveries)
             nursery.start_soon(node._ingest_sync)
             contacts = [*options.bootstrap, *await node._db(local.store.dht_contacts)]
+            # Peers known from before come up while the DHT waits on contacts
+            # that may be gone (up to _DIAL_TIMEOUT after a restart).
+            await node._dial_known()
             if contacts:
                 with trio.move_on_after(_DIAL_TIMEOUT):
                     try:

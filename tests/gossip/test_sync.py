@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from gossip.sync import (
+    MENTIONED_FEEDS,
     PREVIEW_SIZE,
     BatchOutcome,
     Fault,
@@ -159,6 +160,91 @@ def test_an_offer_at_or_below_the_head_asks_nothing() -> None:
     planner = planner_with({A: 5, B: 2}, {A: 5, B: 9})
     assert planner.next_requests(0.0) == []
     assert planner.idle
+
+
+def test_a_head_that_moves_is_told_after_a_round_to_a_peer_that_replicates_the_feed() -> None:
+    planner = SyncPlanner([A, B], {A: 2, B: 2})
+    planner.hello()
+    planner.on_heads(Heads(((A, 2),)))  # the peer replicates A, not B
+    assert planner.announce() == []
+    planner.on_local_head(A, 5)
+    planner.on_local_head(B, 5)
+    assert planner.announce_progress() == []  # gossip may still be bringing it
+    planner.on_local_head(A, 6)
+    assert planner.announce_progress() == [Heads(((A, 5),))]
+    assert planner.announce_progress() == [Heads(((A, 6),))]
+    assert planner.announce_progress() == []  # told once
+    planner.on_local_head(A, 7)
+    planner.on_heads(Heads(((A, 9),)))
+    assert planner.announce() == []
+    planner.announce_progress()
+    assert planner.announce_progress() == []  # the peer holds more
+
+
+def test_heads_from_a_peer_behind_are_answered_even_if_told_before() -> None:
+    planner = SyncPlanner([A], {A: 4})
+    planner.hello()
+    planner.on_heads(Heads(((A, 1),)))
+    assert planner.announce() == [Heads(((A, 4),))]
+    planner.on_heads(Heads(((A, 4),)))
+    assert planner.announce() == []
+
+
+def test_a_feed_joining_the_scope_is_told_once() -> None:
+    planner = SyncPlanner([A], {A: 1})
+    planner.hello()
+    planner.set_scope([A, C], {A: 1, C: 2})
+    assert planner.announce() == [Heads(((C, 2),))]
+    assert planner.announce() == []
+
+
+def test_a_feed_the_peer_listed_before_it_joined_the_scope_is_fetched_and_told() -> None:
+    planner = SyncPlanner([A], {A: 1})
+    planner.hello()
+    planner.on_heads(Heads(((A, 1), (C, 4))))  # C is not in the scope yet
+    planner.set_scope([A, C], {C: 1})
+    assert [(w.feed, w.first, w.last) for w in planner.next_requests(0.0)] == [(C, 2, 4)]
+    assert planner.announce() == [Heads(((C, 1),))]
+    planner.on_local_head(C, 6)
+    planner.announce_progress()
+    assert planner.announce_progress() == [Heads(((C, 6),))]
+
+
+def test_feeds_mentioned_outside_the_scope_are_bounded() -> None:
+    planner = SyncPlanner([A], {})
+    many = [hashlib.sha256(b"mentioned-%d" % n).digest() for n in range(MENTIONED_FEEDS + 1)]
+    for start in range(0, len(many), 2048):
+        planner.on_heads(Heads(tuple((feed, 1) for feed in many[start : start + 2048])))
+    planner.set_scope([A, many[0], many[-1]], {})
+    assert {want.feed for want in planner.next_requests(0.0)} == {many[-1]}  # oldest forgotten
+
+
+@given(
+    st.dictionaries(st.sampled_from(FEEDS), st.integers(0, 50)),
+    st.dictionaries(st.sampled_from(FEEDS), st.integers(0, 50)),
+    st.dictionaries(st.sampled_from(FEEDS), st.integers(0, 50)),
+)
+def test_two_sides_telling_heads_learn_how_far_the_other_goes_and_fall_quiet(
+    left_heads: dict[bytes, int], right_heads: dict[bytes, int], moves: dict[bytes, int]
+) -> None:
+    left, right = SyncPlanner(FEEDS, left_heads), SyncPlanner(FEEDS, right_heads)
+    to_right, to_left = left.hello(), right.hello()
+    for round_ in range(8):
+        if round_ == 1:  # the left side gets further by other means
+            for feed, seq in moves.items():
+                left.on_local_head(feed, seq)
+        for message in to_right:
+            right.on_heads(over_wire(message))
+        for message in to_left:
+            left.on_heads(over_wire(message))
+        to_right = left.announce() + left.announce_progress()
+        to_left = right.announce() + right.announce_progress()
+    assert to_right == []
+    assert to_left == []
+    for feed in FEEDS:
+        left_has = max(left_heads.get(feed, 0), moves.get(feed, 0))
+        assert right.progress()[feed].target >= left_has
+        assert left.progress()[feed].target >= right_heads.get(feed, 0)
 
 
 # --- flow control -----------------------------------------------------------------
