@@ -73,7 +73,7 @@ def _fields(options: NodeOptions) -> dict[str, object]:
 
 
 def test_views_of_a_live_node_and_events_from_its_peer(
-    pair: tuple[InProcessClient, InProcessClient],
+    pair: tuple[InProcessClient, InProcessClient], tmp_path: Path
 ) -> None:
     a, b = pair
     events: list[ClientEvent] = []
@@ -134,7 +134,21 @@ def test_views_of_a_live_node_and_events_from_its_peer(
     answer = a.post("thanks for the like", reply_to=mine)
     changes.wait_for(lambda: any(event.entry_id == answer for event in events))
     assert [view.id for view in b.mentions()] == [answer]
-    assert any(event.kind == "peer-up" and event.peer == a.me for event in events)
+    # B met A before B's subscription (a node dials its seed as it starts):
+    # a node that starts now shows as a peer-up event.
+    home = Home(tmp_path / "c")
+    LocalNode.init(home)
+    with LocalNode.open(home) as local_c:
+        host, port = b.network().listen.split(":")
+        c = start_node(
+            local_c, NodeOptions(**{**_fields(OPTIONS), "bootstrap": ((host, int(port)),)})
+        )
+        try:
+            changes.wait_for(
+                lambda: any(e.kind == "peer-up" and e.peer == local_c.me for e in events)
+            )
+        finally:
+            c.close()
 
     with pytest.raises(NotFound):
         b.thread(bytes(32))
