@@ -818,6 +818,11 @@ class Node:
             if peer == self.me or peer in blocked or not self._test_reaches(peer):
                 log.info("refused a session with %s", peer.hex()[:16])
                 return
+            if outbound:
+                # Before the session shows: a node stopped as soon as it sees
+                # the peer still finds it in its address book when it starts.
+                with contextlib.suppress(StorageError):  # an address book entry fewer
+                    await self._db(self.store.remember_peer, peer, [address])
             while (existing := self._connections.get(peer)) is not None:
                 # Two nodes that dial each other at once must keep the same
                 # connection: the one dialled by the smaller identity.
@@ -869,9 +874,6 @@ class Node:
         self.router.add_peer(peer, now)
         if started is not None:
             started.set()
-        if connection.info.outbound:
-            with contextlib.suppress(StorageError):  # an address book entry fewer
-                await self._db(self.store.remember_peer, peer, [connection.info.address])
         log.debug("peer up: %s at %s", peer.hex()[:16], connection.info.address)
         self._emit(PeerUp(connection.info))
         for message in planner.hello():
