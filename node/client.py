@@ -290,8 +290,9 @@ class InProcessClient:
         self._read(self._views.set_square_hops, hops)
 
     def subscribe(self, callback: EventCallback) -> None:
-        trio.from_thread.run_sync(
-            self._nursery.start_soon, _pump, self._node, callback, trio_token=self._runner.token
+        # Returns once subscribed, so a view read next misses no event between.
+        trio.from_thread.run(
+            self._nursery.start, _pump, self._node, callback, trio_token=self._runner.token
         )
 
     def close(self) -> None:
@@ -317,8 +318,9 @@ def start_node(local: LocalNode, options: NodeOptions | None = None) -> InProces
     return InProcessClient(node, runner, nursery)
 
 
-async def _pump(node: Any, callback: EventCallback) -> None:
+async def _pump(node: Any, callback: EventCallback, *, task_status: trio.TaskStatus[None]) -> None:
     async with node.events() as events:
+        task_status.started()  # subscribed: no later event is missed
         async for event in events:
             callback(client_event(event))
 
