@@ -1074,7 +1074,7 @@ class Store:
         about each of the others (the caller's bound per author) just before
         it is kept. Past :data:`SQUARE_CAPACITY` posts the oldest kept go.
         """
-        verdicts = [bad for future in self._verifier.submit(entries) for bad in future.result()]
+        verdicts = self._verifier.check(entries)
         kept: list[int] = []
         bad: list[int] = []
         received = self._clock()
@@ -1114,7 +1114,7 @@ class Store:
         """Honour delete entries of feeds whose logs are not held here: each
         valid one removes its author's own post from the square. ``kept`` are
         the indices of the deletes that removed a post."""
-        verdicts = [bad for future in self._verifier.submit(deletes) for bad in future.result()]
+        verdicts = self._verifier.check(deletes)
         done: list[int] = []
         bad: list[int] = []
         with self._transaction():
