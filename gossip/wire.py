@@ -1,10 +1,14 @@
 """Wire messages between nodes: what travels inside a secure stream.
 
 Each message is ``u32 length`` (big-endian, at most :data:`MAX_WIRE_MESSAGE`)
-followed by the canonical msgpack array ``[version, type, body]``, where
-``body`` is a map whose fields depend on ``type``. Every type is a frozen
-dataclass here, and :func:`decode_message_untrusted` checks every field of
-a message from a peer (types, counts, sizes) before anything acts on it.
+followed by the msgpack array ``[version, type, body]``, where ``body`` is a
+map whose fields depend on ``type``. Every type is a frozen dataclass here,
+and :func:`decode_message_untrusted` checks every field of a message from a
+peer (types, counts, sizes) before anything acts on it. A node writes
+canonical msgpack, but does not require it of what it reads: nothing is
+hashed or signed at this level (the entries inside are checked on their own,
+canonical form included), and the check would cost more than the rest of
+decoding.
 
 Gossip (GossipSub-style): ``sub``, ``unsub``, ``graft``, ``prune``,
 ``ihave``, ``iwant``, ``idontwant``, ``entry``. Sync: ``heads``, ``want``,
@@ -19,9 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from storage import canonical
+import msgpack
+
 from storage.entry import MAX_HEADER_SIZE, SIGNATURE_SIZE
-from storage.errors import InvalidArgument, MalformedEntry, RemoteError
+from storage.errors import InvalidArgument, RemoteError
 from storage.payloads import MAX_PAYLOAD_SIZE
 
 from .framing import LengthPrefixed
@@ -242,18 +247,26 @@ def _body(message: WireMessage) -> dict[str, Any]:
 
 
 def encode_message(message: WireMessage) -> bytes:
-    """The framed bytes of ``message`` (length prefix included).
+    """The framed bytes of ``message`` (length prefix included), canonical msgpack.
 
-    Raises :class:`InvalidArgument` for a message a peer would refuse.
+    Raises :class:`InvalidArgument` for a message a peer would refuse. The
+    body goes through the same field checks as a received one, on the values
+    themselves (no second encoding and decoding: this runs for every message
+    a node sends). The encoding is canonical by construction: map keys are
+    sorted, nested values are integers, byte strings, ASCII strings, booleans,
+    nil and arrays of them, which ``msgpack`` writes in their shortest form.
     """
-    body = canonical.packb([WIRE_VERSION, message.type, _body(message)])
-    if len(body) > MAX_WIRE_MESSAGE:
-        raise InvalidArgument(f"a {message.type} message of {len(body)} bytes is too large")
+    body = _body(message)
     try:
-        decode_message_untrusted(body)
-    except BadMessage as exc:
+        _DECODERS[message.type](body)
+    except _Problem as exc:
         raise InvalidArgument(f"this {message.type} message would be refused: {exc}") from None
-    return _LENGTH.pack(len(body)) + body
+    data: bytes = msgpack.packb(
+        [WIRE_VERSION, message.type, dict(sorted(body.items()))], use_bin_type=True
+    )
+    if len(data) > MAX_WIRE_MESSAGE:
+        raise InvalidArgument(f"a {message.type} message of {len(data)} bytes is too large")
+    return _LENGTH.pack(len(data)) + data
 
 
 # --- decoding -----------------------------------------------------------------
@@ -414,10 +427,22 @@ def decode_message_untrusted(data: bytes) -> WireMessage:
 
     Raises :class:`BadMessage` naming what is wrong; nothing else escapes.
     """
+    if len(data) > MAX_WIRE_MESSAGE:
+        raise BadMessage(f"a message of {len(data)} bytes is larger than {MAX_WIRE_MESSAGE}")
     try:
-        value = canonical.unpack_untrusted(data, max_size=MAX_WIRE_MESSAGE, what="message")
-    except MalformedEntry as exc:
-        raise BadMessage(str(exc)) from None
+        value = msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            max_str_len=MAX_WIRE_MESSAGE,
+            max_bin_len=MAX_WIRE_MESSAGE,
+            max_array_len=MAX_WIRE_MESSAGE,
+            max_map_len=MAX_WIRE_MESSAGE,
+            max_ext_len=0,
+        )
+    except (ValueError, TypeError, OverflowError, RecursionError, msgpack.UnpackException) as exc:
+        raise BadMessage(f"the message is not valid msgpack: {exc}") from None
     if not isinstance(value, list) or len(value) != 3:
         raise BadMessage("a message must be [version, type, body]")
     version, kind, body = value
