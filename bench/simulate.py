@@ -117,10 +117,11 @@ def main() -> None:
         " (default: the node's, twice its target of 8)",
     )
     parser.add_argument(
-        "--author-dials",
-        action="store_true",
-        help="what-if: each node's connection manager also fills its own feed's mesh"
-        " (the node looks after the feeds it follows only)",
+        "--no-author-dials",
+        dest="author_dials",
+        action="store_false",
+        help="for comparison, the connection manager's earlier rule: fill the meshes of"
+        " followed feeds only, not the node's own after it posts",
     )
     parser.add_argument(
         "--jobs", type=int, default=1, help="scenarios run at once (processes) with --scenario all"

@@ -1085,17 +1085,19 @@ class Node:
             log.info("DHT announce failed: %r", exc)
 
     def _thin_feeds(self) -> list[bytes]:
-        """Feeds whose mesh has fewer than ``d_low`` peers, shuffled: not our
-        own, unless its mesh is empty and we have entries that may have
-        reached nobody (our followers may all have their meshes with each
-        other and none with us, and never hear what we post)."""
+        """Feeds whose mesh has fewer than ``d_low`` peers, shuffled; our own
+        among them while we have entries that may not have reached our
+        followers (since the start, or posted since we last looked them up).
+        Followers that found each other form meshes among themselves, thin
+        but not empty, and without this an island of them never hears us
+        (docs/scaling.md measured 1.4% to 3% of follow pairs cut off)."""
         d_low = self.options.router.d_low
         thin = [
             feed
             for feed in self._scope
             if feed != self.me and len(self.router.mesh(feed_topic(feed))) < d_low
         ]
-        if self._own_unheard and not self.router.mesh(feed_topic(self.me)):
+        if self._own_unheard and len(self.router.mesh(feed_topic(self.me))) < d_low:
             thin.append(self.me)
         random.shuffle(thin)
         # Feeds with no mesh peer at all first (sort is stable: still shuffled).

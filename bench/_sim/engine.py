@@ -168,9 +168,10 @@ class SimConfig:
     #: node's (twice ``target_peers``).
     max_peers: int | None = None
     maintain_interval: float = 5.0
-    #: What-if: the connection manager also fills its own feed's mesh (the
-    #: node looks after the feeds it follows only).
-    author_dials: bool = False
+    #: The connection manager also fills its own feed's mesh while the node
+    #: has posts its followers may not have heard (``Node._thin_feeds``);
+    #: False: the rule before that, for comparison (followed feeds only).
+    author_dials: bool = True
     params: RouterParams = field(default_factory=RouterParams)
     shape: GraphShape = field(default_factory=GraphShape)
 
@@ -233,6 +234,7 @@ class SimNode:
     held_hops: dict[int, int] = field(default_factory=dict)  # in the gap buffer
     copies: dict[int, int] = field(default_factory=dict)  # entry messages received
     inbound: int = 0  # sessions other nodes dialled
+    own_unheard: bool = True  # posts since its followers were last looked up
     next_heads: float = 0.0  # when the planners announce heads next
     sent_bytes: int = 0
     received_bytes: int = 0
@@ -371,6 +373,7 @@ class Simulation:
         node.router = router
         node.gaps = GapBuffer()
         node.next_heads = self.now + HEADS_INTERVAL
+        node.own_unheard = True  # a new Node's _own_unheard
         epoch = node.epoch
         self._at(
             self.now + self.rng.random() * self.params.heartbeat_interval,
@@ -428,7 +431,9 @@ class Simulation:
         router = node.router
         assert router is not None
         d_low = self.params.d_low
-        feeds = (*node.follows, node.index) if config.author_dials else node.follows
+        feeds = node.follows
+        if config.author_dials and node.own_unheard:
+            feeds = (*node.follows, node.index)
         thin = [f for f in feeds if len(router.mesh(self.topic_of[f])) < d_low]
         self.rng.shuffle(thin)
         connected = len(node.conns)
@@ -446,6 +451,8 @@ class Simulation:
             if not lookups and node.follows:
                 count = min(len(node.follows), LOOKUPS_PER_ROUND)
                 lookups = self.rng.sample(node.follows, count)
+        if node.index in lookups:
+            node.own_unheard = False  # its followers, if any, are being dialled
         delay = config.lookup_delay if lookups else 0.0
         self._at(self.now + delay, self._dial_round, node, epoch, lookups, bool(thin), book, limit)
 
@@ -663,6 +670,7 @@ class Simulation:
         self.post_of[raw] = index
         log.append(raw)
         node.heads[node.feed] = seq
+        node.own_unheard = True
         node.got[index] = (self.now, 0, GOSSIP)
         for planner in node.planners.values():
             planner.on_local_head(node.feed, seq)

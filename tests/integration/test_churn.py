@@ -235,6 +235,42 @@ async def test_an_author_whose_followers_mesh_only_with_each_other_dials_them() 
 
 
 @pytest.mark.trio
+async def test_an_author_with_a_thin_mesh_finds_an_island_of_its_followers() -> None:
+    # Three followers in a ring, each with the seed and one of the others as
+    # its outbound sessions (the bound while a mesh is thin: twice
+    # target_peers), while the author was out of their reach; a fourth
+    # follower reaches the author and nobody else. The author's own mesh is
+    # thin (one peer, d_low is 4) but not empty: before, only an empty one
+    # made it look up its followers, and the ring never heard it.
+    options = replace(OPTIONS, target_peers=1)
+    with trio.fail_after(40):
+        async with open_swarm(6, options=options) as swarm:
+            author, direct = swarm.nodes[1], swarm.nodes[5]
+            ring = swarm.nodes[2:5]
+            members = {node.me for node in ring}
+            for follower in ring:
+                await follower.set_test_reachable(lambda peer: peer not in {author.me, direct.me})
+            await direct.set_test_reachable(lambda peer: peer not in members)
+            for here, there in zip(ring, [*ring[1:], ring[0]], strict=True):
+                assert await here.dial(*there.listen_address)
+            assert await direct.dial(*author.listen_address)
+            for follower in (*ring, direct):
+                await follower.follow(author.me)
+            topic = feed_topic(author.me)
+            while True:
+                if all(len(node.router.mesh(topic)) == 2 for node in ring) and author.router.mesh(
+                    topic
+                ) == {direct.me}:
+                    break
+                await trio.sleep(options.router.heartbeat_interval)
+            for follower in ring:
+                await follower.set_test_reachable(lambda peer: peer != direct.me)
+            entry = await author.post("more than one of you?")
+            for index in range(2, 6):
+                await swarm.wait_for_entry(index, entry.id, timeout=30)
+
+
+@pytest.mark.trio
 async def test_a_follower_that_dialled_its_fill_still_reaches_a_feed_with_no_mesh_peer() -> None:
     # The follower dialled as many peers as its connection manager allows
     # (twice target_peers when a feed is thin), none of which replicates the
