@@ -104,6 +104,10 @@ POPULAR_POSTS: Final = 5
 DIAL_TIMEOUT: Final = 5.0
 #: Provider lookups per connection manager round (the node's ``_LOOKUPS_PER_ROUND``).
 LOOKUPS_PER_ROUND: Final = 4
+#: ... in the first STARTING seconds after a node started (``_LOOKUPS_STARTING``
+#: and ``_STARTING``; the node runs up to 8 at once, here a round takes one delay).
+LOOKUPS_STARTING: Final = 64
+STARTING: Final = 30.0
 #: Providers of a feed with an empty mesh dialled past the peer bound
 #: (the node's ``_RESCUE_DIALS``).
 RESCUE_DIALS: Final = 2
@@ -235,6 +239,7 @@ class SimNode:
     copies: dict[int, int] = field(default_factory=dict)  # entry messages received
     inbound: int = 0  # sessions other nodes dialled
     own_unheard: bool = True  # posts since its followers were last looked up
+    started: float = 0.0  # when it last came online
     next_heads: float = 0.0  # when the planners announce heads next
     sent_bytes: int = 0
     received_bytes: int = 0
@@ -374,6 +379,7 @@ class Simulation:
         node.gaps = GapBuffer()
         node.next_heads = self.now + HEADS_INTERVAL
         node.own_unheard = True  # a new Node's _own_unheard
+        node.started = self.now
         epoch = node.epoch
         self._at(
             self.now + self.rng.random() * self.params.heartbeat_interval,
@@ -441,7 +447,12 @@ class Simulation:
             return
         # A network that has run for a while has looked up every thin feed;
         # the warm-up gets there at once (the node looks up four per round).
-        lookups = thin if self.now < config.warmup else thin[:LOOKUPS_PER_ROUND]
+        if self.now < config.warmup:
+            lookups = thin
+        elif self.now - node.started < STARTING:
+            lookups = thin[:LOOKUPS_STARTING]
+        else:
+            lookups = thin[:LOOKUPS_PER_ROUND]
         limit = config.target_peers
         if lookups:
             limit = config.max_peers or 2 * config.target_peers
