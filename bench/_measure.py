@@ -34,11 +34,20 @@ class Load:
 
     own_cpu_s: float = 0.0
     other_share: float | None = None  # of all cores; None where unknown
+    #: CPU seconds the machine had in the block (wall time x cores); 0 where unknown.
+    capacity_s: float = 0.0
 
-    def note(self) -> str:
-        if self.other_share is None or self.other_share < 0.05:
+    def note(self, exclude_cpu_s: float = 0.0) -> str:
+        """A warning when other processes took CPU meanwhile; ``exclude_cpu_s``
+        seconds of theirs belong to the benchmark (a helper process of its own)."""
+        if self.other_share is None:
             return ""
-        return f" [other processes used {self.other_share:.0%} of the CPU meanwhile]"
+        share = self.other_share
+        if self.capacity_s > 0:
+            share = max(0.0, share - exclude_cpu_s / self.capacity_s)
+        if share < 0.05:
+            return ""
+        return f" [other processes used {share:.0%} of the CPU meanwhile]"
 
 
 @contextmanager
@@ -54,4 +63,5 @@ def machine_load() -> Iterator[Load]:
         after = _busy_and_total()
         if before is not None and after is not None and after[1] > before[1]:
             others = after[0] - before[0] - load.own_cpu_s
-            load.other_share = max(0.0, others / (after[1] - before[1]))
+            load.capacity_s = after[1] - before[1]
+            load.other_share = max(0.0, others / load.capacity_s)

@@ -8,10 +8,12 @@ has its own identity besides. Node B is new; its 100 follows are written into
 its log *before* it starts, so its scope holds every feed from the start and
 the figure measures sync itself rather than 100 follow round-trips.
 
-Both are real nodes (:func:`node.runtime.open_node`) in one process, on
-127.0.0.1 with the test network key: TCP, the Noise handshake, msgpack wire
-messages, the sync planner (flow-controlled ``want`` ranges) and validated
-ingest into B's store. The clock starts when B dials A and stops when B's
+Both are real nodes (:func:`node.runtime.open_node`) on 127.0.0.1 with the
+test network key: TCP, the Noise handshake, msgpack wire messages, the sync
+planner (flow-controlled ``want`` ranges) and validated ingest into B's
+store. A runs in a process of its own, as it would on another machine (both
+share this machine's cores); ``--one-process`` runs it beside B, where the
+two share one GIL. The clock starts when B dials A and stops when B's
 store holds every feed up to A's head (B's ``EntryAdded`` and ``SyncProgress``
 events, read in bulk, say when a feed may be complete, and the store confirms;
 a store check every half second backs up events a full queue dropped; there
@@ -20,11 +22,10 @@ is a deadline).
 Prints B's progress now and then, entries/s, the two-thread Ed25519 verify
 rate measured in the same run (``bench/verify.py``; before the nodes start
 and after they stop, the higher one counts) and the ratio. Target: sync /
-verify 2 threads >= 0.6. Also the CPU this process used while syncing (both
-nodes share the machine's cores: A reads and sends, B receives, checks and
-writes).
+verify 2 threads >= 0.6. Also the CPU each node used while syncing (A reads
+and sends, B receives, checks and writes).
 
-Run: ``.venv/bin/python bench/sync.py [--feeds N] [--per-feed N] [--profile]``
+Run: ``.venv/bin/python bench/sync.py [--feeds N] [--per-feed N] [--one-process] [--profile]``
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ import argparse
 import contextlib
 import cProfile
 import logging
+import multiprocessing
 import pstats
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import trio
@@ -156,40 +159,106 @@ async def _wait_synced(
     return None
 
 
+def _serve_a(root: str, control: Connection) -> None:
+    """Node A in a process of its own (a second machine's worth of GIL).
+
+    Sends ``("ready", port)``; then answers each ``"cpu"`` with this process's
+    CPU seconds so far, and on ``"stop"`` sends them once more and leaves.
+    """
+    logging.basicConfig(level=logging.WARNING, format="A %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kademlia").setLevel(logging.ERROR)
+
+    async def serve() -> None:
+        with LocalNode.open(Home(Path(root) / "a")) as local_a:
+            async with open_node(local_a, _options()) as a:
+                control.send(("ready", a.listen_address[1]))
+                while True:
+                    command = await trio.to_thread.run_sync(control.recv, abandon_on_cancel=True)
+                    control.send(time.process_time())
+                    if command == "stop":
+                        return
+
+    trio.run(serve)
+
+
+@contextlib.asynccontextmanager
+async def _node_a(root: Path, own_process: bool) -> AsyncIterator[tuple[int, Callable[[], float]]]:
+    """Start A; yields its port and a function telling A's CPU seconds so far
+    (A's process, or 0 when A shares this process and its CPU figure)."""
+    if not own_process:
+        with LocalNode.open(Home(root / "a")) as local_a:
+            async with open_node(local_a, _options()) as a:
+                yield a.listen_address[1], lambda: 0.0
+        return
+    ours, theirs = multiprocessing.get_context("spawn").Pipe()
+    process = multiprocessing.get_context("spawn").Process(
+        target=_serve_a, args=(str(root), theirs), name="torv-bench-node-a"
+    )
+    process.start()
+    try:
+        tag, port = await trio.to_thread.run_sync(ours.recv)
+        assert tag == "ready"
+
+        def cpu() -> float:
+            ours.send("cpu")
+            return float(ours.recv())
+
+        yield port, cpu
+        ours.send("stop")
+        ours.recv()
+    finally:
+        await trio.to_thread.run_sync(process.join, 30.0)
+        if process.is_alive():
+            process.kill()
+
+
 async def _run(root: Path, heads: dict[bytes, int], args: argparse.Namespace) -> float | None:
     total = sum(heads.values())
-    with LocalNode.open(Home(root / "a")) as local_a, LocalNode.open(Home(root / "b")) as local_b:
-        async with open_node(local_a, _options()) as a:
+    async with _node_a(root, not args.one_process) as (port, a_cpu):
+        with LocalNode.open(Home(root / "b")) as local_b:
             start_b = trio.current_time()
             async with open_node(local_b, _options()) as b:
+                where = "in this process" if args.one_process else "in its own process"
                 print(
-                    f"A at {a.listen_address[1]}, B started in"
+                    f"A ({where}) at {port}, B started in"
                     f" {trio.current_time() - start_b:.2f} s; B dials A",
                     flush=True,
                 )
+                a_before = a_cpu()
                 with machine_load() as load:
                     began = trio.current_time()
                     wall = time.perf_counter()
-                    if not await b.dial(*a.listen_address):
+                    if not await b.dial("127.0.0.1", port):
                         raise SystemExit("B could not connect to A")
                     connected = trio.current_time() - began
                     elapsed = await _wait_synced(b, heads, began, began + args.timeout, args.every)
                     wall = time.perf_counter() - wall
+                a_used = a_cpu() - a_before
                 held = await b._db(_held, b, heads)
     print(f"connected (TCP + handshake) in {connected * 1000:.0f} ms")
     if elapsed is None:
         print(f"DEADLINE: B held {held:,} of {total:,} entries after {args.timeout:.0f} s")
         return None
     rate = total / elapsed
+    # A's process counts among the "others" of the machine load; take it out.
+    others = load.note(exclude_cpu_s=a_used)
     print(
         f"sync: {total:,} entries of {len(heads)} feeds in {elapsed:.2f} s:"
-        f" {rate:,.0f} entries/s{load.note()}"
+        f" {rate:,.0f} entries/s{others}"
     )
-    print(
-        f"CPU of this process while syncing: {load.own_cpu_s:.1f} s over {wall:.1f} s wall"
-        f" ({load.own_cpu_s / wall:.2f} cores busy); {1e6 * load.own_cpu_s / total:.0f} us"
-        " per entry for A and B together"
-    )
+    if args.one_process:
+        print(
+            f"CPU of this process while syncing: {load.own_cpu_s:.1f} s over {wall:.1f} s wall"
+            f" ({load.own_cpu_s / wall:.2f} cores busy); {1e6 * load.own_cpu_s / total:.0f} us"
+            " per entry for A and B together"
+        )
+    else:
+        both = load.own_cpu_s + a_used
+        print(
+            f"CPU while syncing: B {load.own_cpu_s:.1f} s, A {a_used:.1f} s over {wall:.1f} s"
+            f" wall ({both / wall:.2f} cores busy); per entry B {1e6 * load.own_cpu_s / total:.0f}"
+            f" us, A {1e6 * a_used / total:.0f} us"
+        )
     return rate
 
 
@@ -202,7 +271,12 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=2.0, help="progress every S seconds")
     parser.add_argument("--verify-seconds", type=float, default=2.0)
     parser.add_argument(
-        "--profile", action="store_true", help="run the sync under cProfile (main thread)"
+        "--one-process",
+        action="store_true",
+        help="run A in this process too (both nodes then share one GIL)",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="run the sync under cProfile (B's trio thread)"
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
