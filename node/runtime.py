@@ -25,7 +25,7 @@ import hashlib
 import logging
 import random
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
@@ -220,24 +220,31 @@ class _SyncRun:
 
 
 #: ``(feed, entries, source)``: a feed's entries in log order, from the peer
-#: ``source`` (``None``: held here until they fit), as received or parsed.
+#: ``source`` (``None``: held here until they fit), as received.
 _Run = tuple[bytes, Sequence[RawEntry], bytes | None]
-_ParsedRun = tuple[bytes, list[Entry], bytes | None]
 
 
-def _parse_runs(runs: Sequence[_Run]) -> list[_ParsedRun]:
-    """Each run parsed up to its first malformed entry (nothing after that
-    entry could link to the log)."""
-    parsed: list[_ParsedRun] = []
-    for feed, raws, source in runs:
-        entries: list[Entry] = []
-        for raw in raws:
-            try:
-                entries.append(parse_entry_untrusted(raw.header, raw.signature, raw.payload))
-            except MalformedEntry:
-                break
-        parsed.append((feed, entries, source))
-    return parsed
+class _Parsed:
+    """The entries of ``runs`` (see :data:`_Run`) parsed as they are read:
+    each run up to its first malformed entry (nothing after that entry could
+    link to the log). Iterating parses; :attr:`entries` and :attr:`sources`
+    then hold, in order, what was handed out and from which peer."""
+
+    def __init__(self, runs: Sequence[_Run]) -> None:
+        self.runs = runs
+        self.entries: list[Entry] = []
+        self.sources: list[bytes | None] = []
+
+    def __iter__(self) -> Iterator[Entry]:
+        for _, raws, source in self.runs:
+            for raw in raws:
+                try:
+                    entry = parse_entry_untrusted(raw.header, raw.signature, raw.payload)
+                except MalformedEntry:
+                    break
+                self.entries.append(entry)
+                self.sources.append(source)
+                yield entry
 
 
 def _topics(entry: Entry) -> tuple[str, ...]:
@@ -1029,21 +1036,24 @@ class Node:
                 self._wake(peer)
 
     async def _ingest_raw(self, runs: Sequence[_Run]) -> dict[bytes, int]:
-        """Parse and store ``runs`` (see :func:`_parse_runs`) in the worker thread.
+        """Parse and store ``runs`` (see :class:`_Parsed`) in the worker thread.
 
         Emits :class:`EntryAdded` for each entry stored (not for duplicates
         or refused ones); returns the store's head of each run's feed after.
         """
-        added, heads = await self._db(lambda: self._store(_parse_runs(runs)))
+        added, heads = await self._db(self._store, runs)
         for event in added:
             self._emit(event)
         return heads
 
-    def _store(self, runs: Sequence[_ParsedRun]) -> tuple[list[EntryAdded], dict[bytes, int]]:
-        """Ingest ``runs`` in one call (in the worker thread): the events, the heads."""
-        entries = [entry for _, parsed, _ in runs for entry in parsed]
-        report = self.store.ingest(entries, chunk_size=_SYNC_CHUNK)
-        sources = [source for _, parsed, source in runs for _ in parsed]
+    def _store(self, runs: Sequence[_Run]) -> tuple[list[EntryAdded], dict[bytes, int]]:
+        """Parse and ingest ``runs`` in one call (in the worker thread): the
+        events, the heads. The store takes the entries as they are parsed, a
+        chunk at a time, so the verify threads check one chunk while this
+        thread parses the next and writes the one before."""
+        parsed = _Parsed(runs)
+        report = self.store.ingest(parsed, chunk_size=_SYNC_CHUNK)
+        entries, sources = parsed.entries, parsed.sources
         added = []
         for index in report.stored_indices:
             entry = entries[index]
