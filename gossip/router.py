@@ -635,6 +635,20 @@ class Router:
                         state.asked += 1
                         self._send(peer, IWant((entry_id,)))
 
+    def penalise(
+        self, peer: bytes, why: str, *, invalid: float = 0.0, behaviour: float = 0.0
+    ) -> None:
+        """Score ``peer`` down for a fault the driver found outside gossip
+        (sync: entries that fail their checks count as ``invalid``, breaches
+        of the protocol as ``behaviour``), the same as the router's own
+        penalties; past ``disconnect_threshold`` the peer is hung up on with
+        ``why``. An unknown peer is ignored (its retained score, if any, takes
+        the penalty). Raises :class:`InvalidArgument` for a negative amount.
+        """
+        if invalid < 0.0 or behaviour < 0.0:
+            raise InvalidArgument("penalties are not negative")
+        self._penalise(peer, why, invalid=invalid, behaviour=behaviour)
+
     # --- control messages -------------------------------------------------------
 
     def handle(self, peer: bytes, message: ControlMessage, now: float) -> None:

@@ -25,6 +25,8 @@ The attacks:
   signatures that do not verify;
 - :meth:`~HostilePeer.send_unlinked`: entries the attacker signed whose
   chain does not hold (a seq 2 whose ``prev`` is not seq 1);
+- :meth:`~HostilePeer.serve_forged`: offers a feed in sync and answers the
+  node's requests with entries whose signatures do not verify;
 - :meth:`~HostilePeer.flood_iwant`: IWANT for the same ids, again and again;
 - :meth:`~HostilePeer.flood_graft`: GRAFT after GRAFT (after a PRUNE, so
   during the backoff it set);
@@ -61,6 +63,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gossip.channel import SecureStream, secure_handshake
 from gossip.framing import MAX_FRAME, encode_frame
 from gossip.handshake import HandshakeFailed, TorvHandshake
+from gossip.sync import answer
 from gossip.wire import (
     MAX_IDS,
     MAX_RANGE,
@@ -68,6 +71,7 @@ from gossip.wire import (
     BadMessage,
     EntryMessage,
     Graft,
+    Heads,
     IDontWant,
     IWant,
     MessageBuffer,
@@ -182,6 +186,9 @@ class HostilePeer:
         self.closed_at: float | None = None
         self._closed = trio.Event()
         self._reading = False
+        #: The sync requests the node sent, in order (see :meth:`serve_forged`).
+        self.wants: list[Want] = []
+        self._wanted = trio.Event()
 
     # --- outcome ------------------------------------------------------------------
 
@@ -272,6 +279,28 @@ class HostilePeer:
         first, *rest = unlinked_entries(self.key, count)
         await self.send(Subscribe((topic,)), EntryMessage((topic,), first), hostile=False)
         return await self.send(*(EntryMessage((topic,), raw) for raw in rest))
+
+    async def serve_forged(self, feed: bytes, head: int) -> int:
+        """Offer ``feed`` up to seq ``head`` in ``heads``, then answer each sync
+        request of the node for it with posts of ``feed`` of the seqs asked
+        whose signatures do not verify (:func:`forged_entries`), until the
+        node hangs up; how many batches went out. Needs a peer that reads
+        (the requests come in what it reads)."""
+        if not self._reading:
+            raise InvalidArgument("a peer opened with read=False sees no requests")
+        await self.send(Heads(((feed, head),)), hostile=False)
+        sent = answered = 0
+        while not self.closed:
+            while answered < len(self.wants):
+                want = self.wants[answered]
+                answered += 1
+                if want.feed == feed:
+                    count = want.last - want.first + 1
+                    forged = forged_entries(feed, count, first_seq=want.first, seed=answered)
+                    sent += await self.send(answer(want, forged))
+            with trio.move_on_after(_PROBE_INTERVAL):
+                await self._wanted.wait()
+        return sent
 
     async def flood_iwant(self, ids: Sequence[bytes], messages: int) -> int:
         """Send ``messages`` IWANTs, each asking for ``ids`` (up to the first
@@ -383,9 +412,15 @@ class HostilePeer:
                 buffer.feed(data)
                 while (body := buffer.next_body()) is not None:
                     try:
-                        self.received[decode_message_untrusted(body).type] += 1
+                        message = decode_message_untrusted(body)
                     except BadMessage:
                         self.received["bad"] += 1
+                        continue
+                    self.received[message.type] += 1
+                    if isinstance(message, Want):
+                        self.wants.append(message)
+                        self._wanted.set()
+                        self._wanted = trio.Event()
         except (trio.BrokenResourceError, trio.ClosedResourceError, BadMessage):
             pass
         self._hung_up()

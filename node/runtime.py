@@ -35,7 +35,7 @@ from gossip.channel import HANDSHAKE_TIMEOUT, secure_handshake
 from gossip.handshake import HandshakeFailed, TorvHandshake
 from gossip.peer import PeerConnection, PeerInfo
 from gossip.router import Delivery, Router, RouterParams, RouterStats, Verdict
-from gossip.sync import GapBuffer, SyncPlanner, answer, replication_scope
+from gossip.sync import Fault, GapBuffer, SyncPlanner, SyncProblem, answer, replication_scope
 from gossip.wire import (
     MAX_RANGE,
     SQUARE,
@@ -50,7 +50,7 @@ from gossip.wire import (
 )
 from storage import Entry, IngestReport, Store, StoredEntry
 from storage.entry import entry_id, parse_entry_untrusted
-from storage.errors import InvalidArgument, MalformedEntry, StorageError
+from storage.errors import BadSignature, InvalidArgument, MalformedEntry, StorageError
 
 from .dialing import Backoff
 from .discovery import Discovery, open_discovery
@@ -89,6 +89,25 @@ _CONCURRENT_LOOKUPS: Final = 8
 #: Providers dialled per feed that has no mesh peer, above the peer limit.
 _RESCUE_DIALS: Final = 2
 _EVENT_QUEUE: Final = 1000
+#: What each sync fault costs the peer in the router's score, as ``(invalid,
+#: behaviour)``: entries that cannot be read or are not what was asked for,
+#: like invalid gossip; answers the protocol does not allow, like other
+#: misbehaviour. A short batch (the peer may have dropped a feed it offered
+#: since, or blocked its author), a slow answer and a refusal by the store
+#: (a broken chain may be the author's fork; bad signatures are counted on
+#: their own) cost nothing.
+_SYNC_PENALTIES: Final[dict[Fault, tuple[float, float]]] = {
+    Fault.UNKNOWN_REQUEST: (0.0, 1.0),
+    Fault.UNEXPECTED_BATCH: (0.0, 1.0),
+    Fault.MALFORMED_ENTRY: (1.0, 0.0),
+    Fault.WRONG_FEED: (1.0, 0.0),
+    Fault.OUT_OF_RANGE: (0.0, 1.0),
+    Fault.OUT_OF_ORDER: (0.0, 1.0),
+    Fault.SHORT_BATCH: (0.0, 0.0),
+    Fault.NO_PROGRESS: (0.0, 1.0),
+    Fault.REJECTED: (0.0, 0.0),
+    Fault.UNRESPONSIVE: (0.0, 0.0),
+}
 #: Gossip deliveries judged in one round (their entries stored in one transaction).
 _JUDGE_ROUND: Final = 512
 #: Sync batches waiting to be stored. When the queue is full, the peers
@@ -975,8 +994,7 @@ class Node:
         if planner is None:
             return
         outcome = planner.on_batch(batch, trio.current_time())
-        for problem in outcome.problems:
-            log.info("sync with %s: %s", peer.hex()[:16], problem)
+        self._sync_faults(peer, outcome.problems)
         if outcome.feed is not None and outcome.preview:
             head = await self._db(self.store.latest_seq, outcome.feed)
             for seq, raw in outcome.preview:
@@ -1007,8 +1025,11 @@ class Node:
                     break
                 runs.append(run)
                 count += len(run.entries)
+            forged: dict[bytes, int] = {}
             try:
-                heads = await self._ingest_raw([(run.feed, run.entries, run.peer) for run in runs])
+                heads = await self._ingest_raw(
+                    [(run.feed, run.entries, run.peer) for run in runs], forged
+                )
                 for feed, head in list(heads.items()):
                     # Entries held ahead of a gap may fit now.
                     ready = self._gaps.ready(feed, head)
@@ -1023,10 +1044,13 @@ class Node:
                     if connection is not None:
                         connection.close("this node could not store what it sent")
                 continue
+            for peer, count in forged.items():
+                self.router.penalise(
+                    peer, f"sent {count} entries with bad signatures by sync", invalid=count
+                )
             for run in runs:
                 head = heads[run.feed]
-                for problem in run.planner.on_ingested(run.feed, head):
-                    log.info("sync with %s: %s", run.peer.hex()[:16], problem)
+                self._sync_faults(run.peer, run.planner.on_ingested(run.feed, head))
                 progress = run.planner.progress().get(run.feed)
                 if progress is not None:
                     self._emit(SyncProgress(run.feed, run.peer, head, max(progress.target, head)))
@@ -1034,23 +1058,46 @@ class Node:
                 self._local_head(feed, head)
             for peer in {run.peer for run in runs}:
                 self._wake(peer)
+            self._flush()  # hang up on peers the penalties cut off
 
-    async def _ingest_raw(self, runs: Sequence[_Run]) -> dict[bytes, int]:
+    def _sync_faults(self, peer: bytes, problems: Sequence[SyncProblem]) -> None:
+        """Log a sync peer's faults and score it down for them (see
+        :data:`_SYNC_PENALTIES`); the caller flushes the router."""
+        for problem in problems:
+            log.info("sync with %s: %s", peer.hex()[:16], problem)
+            invalid, behaviour = _SYNC_PENALTIES[problem.fault]
+            if invalid or behaviour:
+                why = f"sync: {problem.fault}"
+                self.router.penalise(peer, why, invalid=invalid, behaviour=behaviour)
+
+    async def _ingest_raw(
+        self, runs: Sequence[_Run], forged: dict[bytes, int] | None = None
+    ) -> dict[bytes, int]:
         """Parse and store ``runs`` (see :class:`_Parsed`) in the worker thread.
 
         Emits :class:`EntryAdded` for each entry stored (not for duplicates
         or refused ones); returns the store's head of each run's feed after.
+        Counts into ``forged`` the entries with a bad signature per peer that
+        sent them: a peer checks what it stores and serves, so no honest one
+        sends such an entry (other refusals, a broken chain, may come from an
+        author's fork and judge nobody).
         """
-        added, heads = await self._db(self._store, runs)
+        added, heads, bad = await self._db(self._store, runs)
         for event in added:
             self._emit(event)
+        if forged is not None:
+            for peer in bad:
+                forged[peer] = forged.get(peer, 0) + 1
         return heads
 
-    def _store(self, runs: Sequence[_Run]) -> tuple[list[EntryAdded], dict[bytes, int]]:
+    def _store(
+        self, runs: Sequence[_Run]
+    ) -> tuple[list[EntryAdded], dict[bytes, int], list[bytes]]:
         """Parse and ingest ``runs`` in one call (in the worker thread): the
-        events, the heads. The store takes the entries as they are parsed, a
-        chunk at a time, so the verify threads check one chunk while this
-        thread parses the next and writes the one before."""
+        events, the heads, and the sender of each entry with a bad signature.
+        The store takes the entries as they are parsed, a chunk at a time,
+        so the verify threads check one chunk while this thread parses the
+        next and writes the one before."""
         parsed = _Parsed(runs)
         report = self.store.ingest(parsed, chunk_size=_SYNC_CHUNK)
         entries, sources = parsed.entries, parsed.sources
@@ -1058,7 +1105,12 @@ class Node:
         for index in report.stored_indices:
             entry = entries[index]
             added.append(EntryAdded(entry.id, entry.author, entry.seq, entry.kind, sources[index]))
-        return added, {feed: self.store.latest_seq(feed) for feed, _, _ in runs}
+        bad = [
+            source
+            for index, error in report.rejected
+            if isinstance(error, BadSignature) and (source := sources[index]) is not None
+        ]
+        return added, {feed: self.store.latest_seq(feed) for feed, _, _ in runs}, bad
 
     # --- staying connected ---------------------------------------------------------
 

@@ -388,6 +388,21 @@ def test_an_invalid_entry_is_never_forwarded_and_its_sender_is_penalised() -> No
     assert {(a, Prune(TOPIC, 60)), (b, Prune(TOPIC, 60))} <= set(r.drain())
 
 
+def test_faults_found_outside_gossip_score_the_peer_like_its_own() -> None:
+    r = connected(4)
+    bad, good = peer(1), peer(2)
+    r.penalise(bad, "sent forged entries by sync", invalid=1.0)
+    assert r.score(bad) < 0 <= r.score(good)
+    assert r.disconnects() == []  # one is not enough
+    r.penalise(bad, "sent forged entries by sync", invalid=9.0)
+    hangups = r.disconnects()
+    assert [p for p, _ in hangups] == [bad]
+    assert "forged entries by sync" in hangups[0][1]
+    r.penalise(peer(99), "not connected")  # ignored
+    with pytest.raises(InvalidArgument):
+        r.penalise(good, "a reward in disguise", behaviour=-1.0)
+
+
 def test_repeated_invalid_entries_get_the_sender_disconnected_once() -> None:
     r = connected(4)
     r.join(TOPIC, 0.0)

@@ -114,6 +114,12 @@ async def _forged(attacker: HostilePeer, swarm: Swarm) -> None:
     await attacker.send_forged(followed, 10, first_seq=2)
 
 
+async def _forged_by_sync(attacker: HostilePeer, swarm: Swarm) -> None:
+    # Offered more of a feed it follows, the target asks, and the answers
+    # do not verify.
+    await attacker.serve_forged(swarm.nodes[2].me, 12)
+
+
 async def _unlinked(attacker: HostilePeer, swarm: Swarm) -> None:
     await swarm.nodes[0].follow(attacker.identity)
     await attacker.send_unlinked(10)
@@ -134,6 +140,7 @@ async def _graft_again(attacker: HostilePeer, swarm: Swarm) -> None:
 
 MISBEHAVIOUR: dict[str, Callable[[HostilePeer, Swarm], Awaitable[None]]] = {
     "forged entries": _forged,
+    "forged entries by sync": _forged_by_sync,
     "out-of-chain entries": _unlinked,
     "iwant flood": _iwant_flood,
     "graft flood in backoff": _graft_in_backoff,
