@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import functools
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
 
 import trio
@@ -549,13 +549,15 @@ class AttachedClient:
         self._call("set", name="square_hops", value=hops)
 
     def subscribe(self, callback: EventCallback) -> None:
+        # Returns once the node has subscribed, as InProcessClient.subscribe.
         connection = ControlClient.connect(self._home, timeout=30.0)
         if connection is None:
             raise ConfigError("the node stopped")
+        events = connection.subscribe()
         connection.settimeout(None)
         self._event_connections.append(connection)
         threading.Thread(
-            target=_read_events, args=(connection, callback), name="torv-events", daemon=True
+            target=_read_events, args=(events, callback), name="torv-events", daemon=True
         ).start()
 
     def close(self) -> None:
@@ -564,9 +566,9 @@ class AttachedClient:
         self._connection.close()
 
 
-def _read_events(connection: ControlClient, callback: EventCallback) -> None:
+def _read_events(events: Iterator[dict[str, Any]], callback: EventCallback) -> None:
     try:
-        for event in connection.events():
+        for event in events:
             kind = event.get("type")
             if kind == "entry":
                 callback(

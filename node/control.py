@@ -6,8 +6,9 @@ msgpack map. A request is ``{"id": int, "method": str, "params": map}``; the
 answer is ``{"id": int, "result": value}`` or ``{"id": int, "error":
 {"type": str, "message": str}}``. The methods are the node's verbs
 (``post``, ``react``, ``repost``, ``follow``, ``unfollow``, ``block``,
-``unblock``, ``profile``, ``delete``) and ``status``; ``events`` turns the
-connection into a stream of ``{"event": map}`` messages until the client
+``unblock``, ``profile``, ``delete``) and ``status``; ``events`` is answered
+``{"id": int, "result": "subscribed"}`` once the node has subscribed, and
+the connection then carries ``{"event": map}`` messages until the client
 closes it. Entry and feed ids travel as 32-byte binaries.
 
 Reading (timelines, feeds, threads) does not need the node: clients open the
@@ -17,6 +18,7 @@ store directly, which SQLite's WAL mode allows beside the running node.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import socket
 import struct
@@ -306,6 +308,8 @@ async def _serve_connection(node: Node, stream: trio.SocketStream) -> None:
             params = request.get("params") or {}
             if request["method"] == "events":
                 async with node.events() as events:
+                    # Subscribed: the client may act now and miss nothing.
+                    await stream.send_all(_pack({"id": request_id, "result": "subscribed"}))
                     async for event in events:
                         await stream.send_all(_pack({"event": _event(event)}))
                 return
@@ -438,16 +442,37 @@ class ControlClient:
         """How long a call may wait for the node (``None``: for ever)."""
         self._socket.settimeout(timeout)
 
-    def events(self) -> Iterator[dict[str, Any]]:
-        """Subscribe on this connection; yield each event until it closes.
+    def subscribe(self) -> Iterator[dict[str, Any]]:
+        """Subscribe on this connection and return once the node has: an event
+        that happens after this returns is in the iterator, which yields each
+        event until the connection closes.
 
-        After this the connection carries only events (open another for calls).
+        After this the connection carries only events (open another for
+        calls). Raises :class:`ControlError` if the node cannot be reached or
+        does not answer within the connection's timeout.
         """
         self._next_id += 1
+        request_id = self._next_id
         try:
-            self._socket.sendall(_pack({"id": self._next_id, "method": "events"}))
+            self._socket.sendall(_pack({"id": request_id, "method": "events"}))
         except OSError as exc:
             raise ControlError(f"cannot reach the node: {exc}") from None
+        while True:
+            message = self._receive()
+            if not isinstance(message, dict):
+                continue
+            if message.get("id") == request_id and message.get("result") == "subscribed":
+                return self._events()
+            if isinstance(message.get("event"), dict):
+                # A node from before the acknowledgment: subscribed too.
+                return itertools.chain([message["event"]], self._events())
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """Subscribe on this connection; yield each event until it closes
+        (:meth:`subscribe`, for when the subscription must be in place first)."""
+        yield from self.subscribe()
+
+    def _events(self) -> Iterator[dict[str, Any]]:
         while True:
             message = self._receive()
             if isinstance(message, dict) and isinstance(message.get("event"), dict):

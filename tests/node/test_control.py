@@ -37,6 +37,27 @@ async def test_writes_go_through_the_node_and_reach_its_peers() -> None:
 
 
 @pytest.mark.trio
+async def test_a_subscription_is_in_place_when_subscribe_returns() -> None:
+    # The node acknowledges the subscription, so what happens right after
+    # subscribe() returns is never missed (the app reads its first view then).
+    with trio.fail_after(60):
+        async with open_swarm(1) as swarm:
+            home = swarm.nodes[0].local.home
+
+            def subscribe_then_post() -> tuple[dict[str, object], bytes]:
+                watcher, poster = ControlClient.connect(home), ControlClient.connect(home)
+                assert watcher is not None and poster is not None
+                with watcher, poster:
+                    events = watcher.subscribe()
+                    entry_id: bytes = poster.call("post", text="right after")["id"]
+                    return next(events), entry_id
+
+            for _ in range(5):
+                event, entry_id = await trio.to_thread.run_sync(subscribe_then_post)
+                assert (event["type"], event["id"]) == ("entry", entry_id)
+
+
+@pytest.mark.trio
 async def test_errors_come_back_as_the_same_torv_errors() -> None:
     with trio.fail_after(60):
         async with open_swarm(1) as swarm:
