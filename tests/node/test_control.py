@@ -46,7 +46,8 @@ async def test_a_subscription_is_in_place_when_subscribe_returns() -> None:
 
             def subscribe_then_post() -> tuple[dict[str, object], bytes]:
                 watcher, poster = ControlClient.connect(home), ControlClient.connect(home)
-                assert watcher is not None and poster is not None
+                assert watcher is not None
+                assert poster is not None
                 with watcher, poster:
                     events = watcher.subscribe()
                     entry_id: bytes = poster.call("post", text="right after")["id"]
