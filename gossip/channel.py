@@ -13,19 +13,25 @@ breaks the stream (``trio.BrokenResourceError``, with the reason as its cause).
 
 from __future__ import annotations
 
+import math
 import operator
 from typing import Final
 
 import trio
 
 from .framing import MAX_FRAME, FrameBuffer, encode_frame
-from .handshake import HandshakeFailed, Session, TorvHandshake
+from .handshake import MAX_HANDSHAKE_MESSAGE, HandshakeFailed, Session, TorvHandshake
 from .noise import TAG_SIZE
 
-__all__ = ["HANDSHAKE_TIMEOUT", "SecureStream", "secure_handshake"]
+__all__ = ["HANDSHAKE_FRAME_TIME", "HANDSHAKE_TIMEOUT", "SecureStream", "secure_handshake"]
 
 #: Seconds a handshake may take before the connection is dropped.
 HANDSHAKE_TIMEOUT: Final = 10.0
+#: Seconds from the first byte of a handshake message to its last. A message
+#: is at most a few hundred bytes (MAX_HANDSHAKE_MESSAGE), one TCP segment;
+#: one that trickles in is a slow loris, dropped well before the whole
+#: handshake's deadline.
+HANDSHAKE_FRAME_TIME: Final = 0.5
 _MAX_PLAINTEXT: Final = MAX_FRAME - TAG_SIZE
 _RECEIVE_CHUNK: Final = 65536
 
@@ -34,6 +40,37 @@ async def _read_frame(stream: trio.abc.Stream, frames: FrameBuffer) -> bytes | N
     """The next frame from ``stream``; ``None`` at a clean end of stream."""
     while (frame := frames.next_frame()) is None:
         data = await stream.receive_some(_RECEIVE_CHUNK)
+        if not data:
+            if frames.pending:
+                raise HandshakeFailed("the connection ended inside a frame")
+            return None
+        frames.feed(data)
+    return frame
+
+
+async def _read_handshake_frame(stream: trio.abc.Stream, frames: FrameBuffer) -> bytes | None:
+    """The next handshake message from ``stream``; ``None`` at a clean end of stream.
+
+    Raises :class:`HandshakeFailed` for a frame announcing more than any
+    handshake message holds, or one not whole :data:`HANDSHAKE_FRAME_TIME`
+    seconds after its first byte.
+    """
+    deadline = math.inf
+    while (frame := frames.next_frame()) is None:
+        announced = frames.announced
+        if announced is not None and announced > MAX_HANDSHAKE_MESSAGE:
+            raise HandshakeFailed(
+                f"a handshake message of {announced} bytes is longer than any valid one"
+            )
+        if frames.pending and deadline == math.inf:
+            deadline = trio.current_time() + HANDSHAKE_FRAME_TIME
+        with trio.move_on_at(deadline) as waited:
+            data = await stream.receive_some(_RECEIVE_CHUNK)
+        if waited.cancelled_caught:
+            raise HandshakeFailed(
+                f"a handshake message came in too slowly (not whole after"
+                f" {HANDSHAKE_FRAME_TIME:g} s)"
+            )
         if not data:
             if frames.pending:
                 raise HandshakeFailed("the connection ended inside a frame")
@@ -60,7 +97,7 @@ async def secure_handshake(
                 if outgoing is not None:
                     await stream.send_all(encode_frame(outgoing))
                     continue
-                incoming = await _read_frame(stream, frames)
+                incoming = await _read_handshake_frame(stream, frames)
                 if incoming is None:
                     raise HandshakeFailed("the peer closed the connection during the handshake")
                 handshake.receive(incoming)

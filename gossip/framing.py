@@ -63,6 +63,15 @@ class LengthPrefixed:
         return body
 
     @property
+    def announced(self) -> int | None:
+        """The length of the body being received, once its length field is in
+        (``None`` before that)."""
+        if len(self._buffer) < self._header.size:
+            return None
+        length: int = self._header.unpack_from(self._buffer)[0]
+        return length
+
+    @property
     def pending(self) -> int:
         """Bytes held that do not form a whole body yet."""
         return len(self._buffer)

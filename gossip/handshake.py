@@ -31,6 +31,7 @@ from storage.weakkeys import is_weak_public_key
 from .noise import HandshakeFailed, NoiseXX, Transport
 
 __all__ = [
+    "MAX_HANDSHAKE_MESSAGE",
     "NETWORK_KEY_SIZE",
     "STATIC_KEY_DOMAIN",
     "HandshakeFailed",
@@ -42,6 +43,11 @@ NETWORK_KEY_SIZE: Final = 32
 STATIC_KEY_DOMAIN: Final = b"torv-noise-static-key:"
 _PAYLOAD_VERSION: Final = 1
 _MAX_PAYLOAD: Final = 256
+#: The longest handshake message a peer may send (Noise XX message 2: an
+#: ephemeral key, the encrypted static key and the encrypted identity
+#: payload, each encrypted part with its 16-byte tag); a frame announcing
+#: more is refused before it is read.
+MAX_HANDSHAKE_MESSAGE: Final = 32 + (32 + 16) + (_MAX_PAYLOAD + 16)
 
 
 @dataclass(frozen=True, slots=True)

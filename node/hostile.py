@@ -62,7 +62,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gossip.channel import SecureStream, secure_handshake
 from gossip.framing import MAX_FRAME, encode_frame
-from gossip.handshake import HandshakeFailed, TorvHandshake
+from gossip.handshake import MAX_HANDSHAKE_MESSAGE, HandshakeFailed, TorvHandshake
 from gossip.sync import answer
 from gossip.wire import (
     MAX_IDS,
@@ -334,15 +334,15 @@ class HostilePeer:
     # --- attacks on the handshake ------------------------------------------------------
 
     async def slow_loris(self, interval: float = 0.05, limit: float | None = None) -> int:
-        """Announce a handshake frame of the largest size and trickle it a byte
-        every ``interval`` seconds, never finishing, until the node hangs up
-        (or ``limit`` seconds pass); how many bytes went out. Only on a peer
-        opened with ``handshake=False``."""
+        """Announce a handshake frame of the largest size a handshake message
+        may have and trickle it a byte every ``interval`` seconds, never
+        finishing, until the node hangs up (or ``limit`` seconds pass); how
+        many bytes went out. Only on a peer opened with ``handshake=False``."""
         self._check_raw()
         rng = random.Random(interval)
         sent = 0
         with trio.move_on_after(limit if limit is not None else float("inf")):
-            data = encode_frame(bytes(MAX_FRAME))[:2]  # the length alone
+            data = encode_frame(bytes(MAX_HANDSHAKE_MESSAGE))[:2]  # the length alone
             while not self.closed:
                 if not await self._write(data, raw=True):
                     break

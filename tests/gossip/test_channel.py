@@ -8,9 +8,14 @@ import trio
 import trio.testing
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gossip.channel import HANDSHAKE_TIMEOUT, SecureStream, secure_handshake
+from gossip.channel import (
+    HANDSHAKE_FRAME_TIME,
+    HANDSHAKE_TIMEOUT,
+    SecureStream,
+    secure_handshake,
+)
 from gossip.framing import encode_frame
-from gossip.handshake import HandshakeFailed, TorvHandshake
+from gossip.handshake import MAX_HANDSHAKE_MESSAGE, HandshakeFailed, TorvHandshake
 
 NETWORK = bytes(32)
 
@@ -110,13 +115,59 @@ async def test_garbage_during_the_handshake_fails_with_a_reason(garbage: bytes) 
 
 
 @pytest.mark.trio
-async def test_a_slow_handshake_is_dropped_at_its_deadline(
+async def test_a_silent_handshake_is_dropped_at_its_deadline(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    client, server = trio.testing.memory_stream_pair()
+    _client, server = trio.testing.memory_stream_pair()
     handshake = TorvHandshake(initiator=False, identity=_identity(2), network_key=NETWORK)
     start = trio.current_time()
-    await client.send_all(b"\x00")  # one byte, then silence: a slow loris
     with pytest.raises(HandshakeFailed, match="longer than"):
         await secure_handshake(server, handshake)
     assert trio.current_time() - start == pytest.approx(HANDSHAKE_TIMEOUT)
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("begun", [b"\x01", b"\x00\x60", b"\x00\x60" + bytes(50)])
+async def test_a_handshake_message_that_trickles_in_is_dropped(
+    autojump_clock: trio.testing.MockClock, begun: bytes
+) -> None:
+    # A slow loris: a message begun, then a byte now and then (never whole).
+    client, server = trio.testing.memory_stream_pair()
+    handshake = TorvHandshake(initiator=False, identity=_identity(2), network_key=NETWORK)
+    start = trio.current_time()
+
+    async def trickle() -> None:
+        await client.send_all(begun)
+        for _ in range(100):
+            await trio.sleep(0.2)
+            await client.send_all(b"\x00")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trickle)
+        with pytest.raises(HandshakeFailed, match="too slowly"):
+            await secure_handshake(server, handshake)
+        nursery.cancel_scope.cancel()
+    assert trio.current_time() - start == pytest.approx(HANDSHAKE_FRAME_TIME)
+
+
+@pytest.mark.trio
+async def test_a_handshake_message_longer_than_any_valid_one_is_refused_unread() -> None:
+    client, server = trio.testing.memory_stream_pair()
+    handshake = TorvHandshake(initiator=False, identity=_identity(2), network_key=NETWORK)
+    await client.send_all(encode_frame(bytes(MAX_HANDSHAKE_MESSAGE + 1))[:10])
+    with pytest.raises(HandshakeFailed, match="longer than any valid one"):
+        await secure_handshake(server, handshake)
+
+
+@pytest.mark.trio
+async def test_every_message_of_a_real_handshake_is_within_the_bound() -> None:
+    initiator = TorvHandshake(initiator=True, identity=_identity(1), network_key=NETWORK)
+    responder = TorvHandshake(initiator=False, identity=_identity(2), network_key=NETWORK)
+    sizes = []
+    while initiator.session is None or responder.session is None:
+        for this, other in ((initiator, responder), (responder, initiator)):
+            while (message := this.next_message()) is not None:
+                sizes.append(len(message))
+                other.receive(message)
+    assert len(sizes) == 3
+    assert max(sizes) <= MAX_HANDSHAKE_MESSAGE
