@@ -84,8 +84,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-import msgpack
-
+from storage import canonical
 from storage.entry import MAX_HEADER_SIZE, MAX_SEQ, SIGNATURE_SIZE
 from storage.errors import InvalidArgument
 from storage.payloads import MAX_PAYLOAD_SIZE
@@ -280,18 +279,8 @@ def _peek_untrusted(raw: RawEntry) -> tuple[bytes, int] | None:
     if len(header) > MAX_HEADER_SIZE:
         return None
     try:
-        fields = msgpack.unpackb(
-            header,
-            raw=False,
-            strict_map_key=True,
-            use_list=True,
-            max_str_len=MAX_HEADER_SIZE,
-            max_bin_len=MAX_HEADER_SIZE,
-            max_array_len=MAX_HEADER_SIZE,
-            max_map_len=MAX_HEADER_SIZE,
-            max_ext_len=0,
-        )
-    except (ValueError, TypeError, OverflowError, RecursionError, msgpack.UnpackException):
+        fields = canonical.unpack_bounded(header, max_size=MAX_HEADER_SIZE)
+    except ValueError:
         return None
     if not isinstance(fields, list) or len(fields) < 3:
         return None

@@ -25,6 +25,7 @@ from typing import Any, Final
 
 import msgpack
 
+from storage import canonical
 from storage.entry import MAX_HEADER_SIZE, SIGNATURE_SIZE
 from storage.errors import InvalidArgument, RemoteError
 from storage.payloads import MAX_PAYLOAD_SIZE
@@ -430,18 +431,8 @@ def decode_message_untrusted(data: bytes) -> WireMessage:
     if len(data) > MAX_WIRE_MESSAGE:
         raise BadMessage(f"a message of {len(data)} bytes is larger than {MAX_WIRE_MESSAGE}")
     try:
-        value = msgpack.unpackb(
-            data,
-            raw=False,
-            strict_map_key=True,
-            use_list=True,
-            max_str_len=MAX_WIRE_MESSAGE,
-            max_bin_len=MAX_WIRE_MESSAGE,
-            max_array_len=MAX_WIRE_MESSAGE,
-            max_map_len=MAX_WIRE_MESSAGE,
-            max_ext_len=0,
-        )
-    except (ValueError, TypeError, OverflowError, RecursionError, msgpack.UnpackException) as exc:
+        value = canonical.unpack_bounded(data, max_size=MAX_WIRE_MESSAGE)
+    except ValueError as exc:
         raise BadMessage(f"the message is not valid msgpack: {exc}") from None
     if not isinstance(value, list) or len(value) != 3:
         raise BadMessage("a message must be [version, type, body]")

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgpack
 import trio
 
-from storage import errors
+from storage import canonical, errors
 from storage.errors import InvalidArgument, LocalError, TorvError
 
 from .home import Home
@@ -58,16 +58,7 @@ def _pack(value: Any) -> bytes:
 
 
 def _unpack_untrusted(data: bytes, max_size: int) -> Any:
-    return msgpack.unpackb(
-        data,
-        raw=False,
-        strict_map_key=True,
-        max_str_len=max_size,
-        max_bin_len=max_size,
-        max_array_len=max_size,
-        max_map_len=max_size,
-        max_ext_len=0,
-    )
+    return canonical.unpack_bounded(data, max_size=max_size)
 
 
 # --- the server ---------------------------------------------------------------
@@ -298,7 +289,7 @@ async def _serve_connection(node: Node, stream: trio.SocketStream) -> None:
         while True:
             try:
                 request = await _read_message(stream, buffer)
-            except (InvalidArgument, ValueError, msgpack.UnpackException):
+            except (InvalidArgument, ValueError):
                 return  # a broken client; nothing sensible to answer
             if request is None:
                 return
@@ -400,7 +391,7 @@ class ControlClient:
             raise ControlError("the node sent an oversize answer")
         try:
             return _unpack_untrusted(self._exactly(length), MAX_RESPONSE)
-        except (ValueError, msgpack.UnpackException) as exc:
+        except ValueError as exc:
             raise ControlError(f"the node sent an unreadable answer: {exc}") from None
 
     def _exactly(self, size: int) -> bytes:

@@ -20,7 +20,7 @@ import msgpack
 
 from .errors import InvalidArgument, MalformedEntry
 
-__all__ = ["MAX_DEPTH", "check_tree", "packb", "unpack_untrusted"]
+__all__ = ["MAX_DEPTH", "check_tree", "packb", "unpack_bounded", "unpack_untrusted"]
 
 #: The deepest nesting of arrays and maps allowed anywhere.
 MAX_DEPTH = 8
@@ -105,6 +105,30 @@ def packb(value: object) -> bytes:
     return data
 
 
+def unpack_bounded(data: bytes, *, max_size: int) -> Any:
+    """Decode untrusted msgpack: every string, byte string, array and map at
+    most ``max_size`` long, no extension types, map keys strings (or bytes).
+
+    The canonical form is not checked (:func:`unpack_untrusted` does that).
+    Raises :class:`ValueError` saying why the bytes do not decode; nothing
+    else escapes for any input.
+    """
+    try:
+        return msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            max_str_len=max_size,
+            max_bin_len=max_size,
+            max_array_len=max_size,
+            max_map_len=max_size,
+            max_ext_len=0,
+        )
+    except (ValueError, TypeError, OverflowError, RecursionError, msgpack.UnpackException) as exc:
+        raise ValueError(str(exc) or type(exc).__name__) from None
+
+
 def unpack_untrusted(data: bytes, *, max_size: int, what: str) -> Any:
     """Decode untrusted canonical msgpack of at most ``max_size`` bytes.
 
@@ -117,18 +141,8 @@ def unpack_untrusted(data: bytes, *, max_size: int, what: str) -> Any:
             f"{what} is {len(data)} bytes, more than the {max_size} allowed", problem="oversize"
         )
     try:
-        value = msgpack.unpackb(
-            data,
-            raw=False,
-            strict_map_key=True,
-            use_list=True,
-            max_str_len=max_size,
-            max_bin_len=max_size,
-            max_array_len=max_size,
-            max_map_len=max_size,
-            max_ext_len=0,
-        )
-    except (ValueError, TypeError, OverflowError, RecursionError, msgpack.UnpackException) as exc:
+        value = unpack_bounded(data, max_size=max_size)
+    except ValueError as exc:
         raise MalformedEntry(f"{what} is not valid msgpack: {exc}", problem="decode") from exc
     problem = check_tree(value)
     if problem:
