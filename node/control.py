@@ -57,10 +57,6 @@ def _pack(value: Any) -> bytes:
     return _LENGTH.pack(len(data)) + data
 
 
-def _unpack_untrusted(data: bytes, max_size: int) -> Any:
-    return canonical.unpack_bounded(data, max_size=max_size)
-
-
 # --- the server ---------------------------------------------------------------
 
 
@@ -268,7 +264,7 @@ async def _read_message(stream: trio.SocketStream, buffer: bytearray) -> Any | N
             if len(buffer) >= _LENGTH.size + length:
                 body = bytes(buffer[_LENGTH.size : _LENGTH.size + length])
                 del buffer[: _LENGTH.size + length]
-                return _unpack_untrusted(body, MAX_REQUEST)
+                return canonical.unpack_bounded(body, max_size=MAX_REQUEST)
         data = await stream.receive_some(65536)
         if not data:
             return None
@@ -390,7 +386,7 @@ class ControlClient:
         if length > MAX_RESPONSE:
             raise ControlError("the node sent an oversize answer")
         try:
-            return _unpack_untrusted(self._exactly(length), MAX_RESPONSE)
+            return canonical.unpack_bounded(self._exactly(length), max_size=MAX_RESPONSE)
         except ValueError as exc:
             raise ControlError(f"the node sent an unreadable answer: {exc}") from None
 
@@ -457,11 +453,6 @@ class ControlClient:
             if isinstance(message.get("event"), dict):
                 # A node from before the acknowledgment: subscribed too.
                 return itertools.chain([message["event"]], self._events())
-
-    def events(self) -> Iterator[dict[str, Any]]:
-        """Subscribe on this connection; yield each event until it closes
-        (:meth:`subscribe`, for when the subscription must be in place first)."""
-        yield from self.subscribe()
 
     def _events(self) -> Iterator[dict[str, Any]]:
         while True:

@@ -6,7 +6,7 @@ the same at full size and prints the times.)"""
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import pytest
@@ -65,6 +65,15 @@ class _Feeds:
 def _across(swarm: Swarm, left: set[int], right: set[int]) -> int:
     identities = {swarm.nodes[i].me for i in right}
     return sum(peer.identity in identities for i in left for peer in swarm.nodes[i].peers())
+
+
+async def _until(meshes_formed: Callable[[], object]) -> None:
+    """Wait until ``meshes_formed()`` holds (the caller's deadline bounds it).
+    The router has no event for its meshes: look each heartbeat."""
+    while True:
+        if meshes_formed():
+            return
+        await trio.sleep(OPTIONS.router.heartbeat_interval)
 
 
 async def _dht_is_cut(swarm: Swarm, index: int, far: int) -> None:
@@ -222,11 +231,9 @@ async def test_an_author_whose_followers_mesh_only_with_each_other_dials_them() 
             await first.follow(author.me)
             await second.follow(author.me)
             topic = feed_topic(author.me)
-            # The router has no event for its mesh: look each heartbeat.
-            while True:
-                if second.me in first.router.mesh(topic) and second.router.mesh(topic):
-                    break
-                await trio.sleep(options.router.heartbeat_interval)
+            await _until(
+                lambda: second.me in first.router.mesh(topic) and second.router.mesh(topic)
+            )
             for follower in (first, second):
                 await follower.set_test_reachable(None)
             entry = await author.post("anyone there?")
@@ -257,12 +264,12 @@ async def test_an_author_with_a_thin_mesh_finds_an_island_of_its_followers() -> 
             for follower in (*ring, direct):
                 await follower.follow(author.me)
             topic = feed_topic(author.me)
-            while True:
-                if all(len(node.router.mesh(topic)) == 2 for node in ring) and author.router.mesh(
-                    topic
-                ) == {direct.me}:
-                    break
-                await trio.sleep(options.router.heartbeat_interval)
+            await _until(
+                lambda: (
+                    all(len(node.router.mesh(topic)) == 2 for node in ring)
+                    and author.router.mesh(topic) == {direct.me}
+                )
+            )
             for follower in ring:
                 await follower.set_test_reachable(lambda peer: peer != direct.me)
             entry = await author.post("more than one of you?")
