@@ -65,7 +65,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import trio
@@ -74,7 +74,7 @@ import _gen  # noqa: F401  (puts this checkout on sys.path)
 from _measure import machine_load, peak_rss_mb
 from gossip.router import ControlMessage, RouterParams
 from gossip.wire import EntryMessage, feed_topic
-from node.runtime import EntryAdded, Node
+from node.runtime import EntryAdded, Node, NodeOptions
 from node.testing import Swarm, open_swarm
 
 DELIVERY_TARGET = 1.0
@@ -264,6 +264,25 @@ async def _form(swarm: Swarm, authors: list[int], d_low: int, patience: float) -
     )
 
 
+async def _settle(quiet: float, patience: float) -> None:
+    """Wait (at most ``patience`` s) until this process uses less than ``quiet``
+    cores over a second: the DHT announcements that the follows started run
+    on for a while after ``follow`` returned, and would count against gossip."""
+    started = trio.current_time()
+    busy = float("inf")
+    while trio.current_time() - started < patience:
+        cpu, wall = time.process_time(), time.perf_counter()
+        await trio.sleep(1.0)
+        busy = (time.process_time() - cpu) / (time.perf_counter() - wall)
+        if busy < quiet:
+            break
+    print(
+        f"settled after {trio.current_time() - started:.1f} s: the swarm used {busy:.2f} cores"
+        f" in its last second (waiting for < {quiet:g}, at most {patience:g} s)",
+        flush=True,
+    )
+
+
 async def _post(node: Node, author: int, number: int, due: float, posts: _Posts) -> None:
     rng = random.Random(number)
     text = f"post {number}: " + " ".join(rng.choices(_WORDS, k=rng.randint(4, 30)))
@@ -375,7 +394,11 @@ async def _run(args: argparse.Namespace) -> None:
     count = args.nodes
     authors = [(2 * k + 1) * count // (2 * args.authors) for k in range(args.authors)]
     started = trio.current_time()
-    async with open_swarm(count) as swarm:
+    options = NodeOptions(
+        heads_interval=args.heads_interval,
+        router=replace(RouterParams(), idontwant_min_size=args.idontwant_min_size),
+    )
+    async with open_swarm(count, options=options) as swarm:
         print(
             f"started {count} nodes in {trio.current_time() - started:.1f} s;"
             f" authors: nodes {', '.join(map(str, authors))}",
@@ -384,6 +407,7 @@ async def _run(args: argparse.Namespace) -> None:
         if args.degree:
             await _connect(swarm.nodes, args.degree, random.Random(args.seed))
         await _form(swarm, authors, RouterParams().d_low, args.mesh_wait)
+        await _settle(args.quiet, args.mesh_wait)
         if args.gc_tuning:
             # A hundred nodes in one process hold a hundred times the objects
             # of one node, and the collector's older generations walk them
@@ -469,7 +493,25 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the random links")
     parser.add_argument(
+        "--heads-interval",
+        type=float,
+        default=NodeOptions().heads_interval,
+        help="NodeOptions.heads_interval of every node (to compare settings)",
+    )
+    parser.add_argument(
+        "--idontwant-min-size",
+        type=int,
+        default=RouterParams().idontwant_min_size,
+        help="RouterParams.idontwant_min_size of every node (to compare settings)",
+    )
+    parser.add_argument(
         "--mesh-wait", type=float, default=60.0, help="wait at most S s for the meshes"
+    )
+    parser.add_argument(
+        "--quiet",
+        type=float,
+        default=0.3,
+        help="post once the swarm uses fewer cores than this (at most --mesh-wait s later)",
     )
     parser.add_argument(
         "--profile",

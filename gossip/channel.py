@@ -9,12 +9,22 @@ messages above (``gossip.wire``) carry their own lengths.
 
 A frame that does not decrypt, or a connection that ends inside a frame,
 breaks the stream (``trio.BrokenResourceError``, with the reason as its cause).
+
+Besides the stream interface, a sender may split encryption from writing:
+:meth:`SecureStream.seal` encrypts at once (frames take their nonces in the
+order of the calls), and the sealed bytes go out, in that order, through
+:meth:`SecureStream.send_sealed` or, without waiting,
+:meth:`SecureStream.send_sealed_nowait`. A node that gossips writes a few
+hundred bytes to each of many peers at a time; writing them from the task
+that produced them, when the socket takes them at once, spares the hand-over
+to a writer task and back for each write.
 """
 
 from __future__ import annotations
 
 import math
 import operator
+import os
 from typing import Final
 
 import trio
@@ -25,6 +35,9 @@ from .noise import TAG_SIZE
 
 __all__ = ["HANDSHAKE_FRAME_TIME", "HANDSHAKE_TIMEOUT", "SecureStream", "secure_handshake"]
 
+#: Where a socket's descriptor takes a plain ``write`` (everywhere but Windows).
+_WRITE_SOCKETS: Final = os.name == "posix"
+
 #: Seconds a handshake may take before the connection is dropped.
 HANDSHAKE_TIMEOUT: Final = 10.0
 #: Seconds from the first byte of a handshake message to its last. A message
@@ -33,6 +46,8 @@ HANDSHAKE_TIMEOUT: Final = 10.0
 #: handshake's deadline.
 HANDSHAKE_FRAME_TIME: Final = 0.5
 _MAX_PLAINTEXT: Final = MAX_FRAME - TAG_SIZE
+#: What a frame adds to its plaintext: the 2-byte length and the tag.
+_FRAME_OVERHEAD: Final = 2 + TAG_SIZE
 _RECEIVE_CHUNK: Final = 65536
 
 
@@ -134,23 +149,64 @@ class SecureStream(trio.abc.Stream):
         if self._broken is not None:
             raise trio.BrokenResourceError("the secure stream is broken") from self._broken
 
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+    @staticmethod
+    def sealed_size(length: int) -> int:
+        """How many bytes :meth:`seal` makes of ``length`` bytes."""
+        frames = -(-length // _MAX_PLAINTEXT)
+        return length + frames * _FRAME_OVERHEAD
+
+    def seal(self, data: bytes | bytearray | memoryview) -> bytes:
+        """``data`` encrypted into frames, ready for the transport.
+
+        Each call takes the next nonces, so sealed bytes must reach the
+        transport whole and in the order of the calls (:meth:`send_sealed`,
+        :meth:`send_sealed_nowait`). Raises ``trio.ClosedResourceError`` or
+        ``trio.BrokenResourceError`` on a stream that is closed or broken.
+        """
+        self._check_open()
+        view = memoryview(data)
+        cipher = self.session.transport.send
+        return b"".join(
+            encode_frame(cipher.encrypt(b"", bytes(view[start : start + _MAX_PLAINTEXT])))
+            for start in range(0, len(view), _MAX_PLAINTEXT)
+        )
+
+    def send_sealed_nowait(self, sealed: bytes | memoryview) -> int:
+        """Write what the transport takes of ``sealed`` without waiting; return
+        how many bytes that was (0 when it would block, or when the transport
+        is not a socket that can be written to directly).
+
+        The caller must not call this while a :meth:`send_sealed` or
+        :meth:`send_all` is under way, and sends the rest (if any) next.
+        Raises ``trio.BrokenResourceError`` if the connection failed.
+        """
+        self._check_open()
+        if self._sending or not _WRITE_SOCKETS:
+            return 0
+        transport = self.transport_stream
+        if not isinstance(transport, trio.SocketStream):
+            return 0
+        try:
+            return os.write(transport.socket.fileno(), sealed)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            # As in send_sealed: part of a frame may be out, nothing after it is readable.
+            self._broken = exc
+            raise trio.BrokenResourceError(f"the connection failed: {exc}") from exc
+
+    async def send_sealed(self, sealed: bytes | memoryview) -> None:
+        """Write ``sealed`` (from :meth:`seal`) to the transport."""
         if self._sending:
             raise trio.BusyResourceError("another task is sending on this stream")
         self._check_open()
         self._sending = True
         try:
-            view = memoryview(data)
-            if not view:
+            if not sealed:
                 await trio.lowlevel.checkpoint()
                 return
-            cipher = self.session.transport.send
-            frames = b"".join(
-                encode_frame(cipher.encrypt(b"", bytes(view[start : start + _MAX_PLAINTEXT])))
-                for start in range(0, len(view), _MAX_PLAINTEXT)
-            )
             try:
-                await self.transport_stream.send_all(frames)
+                await self.transport_stream.send_all(sealed)
             except BaseException as exc:
                 # Part of a frame may be on the wire and the nonce has moved
                 # on: nothing sent after this could be read.
@@ -158,6 +214,11 @@ class SecureStream(trio.abc.Stream):
                 raise
         finally:
             self._sending = False
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this stream")
+        await self.send_sealed(self.seal(data))
 
     async def wait_send_all_might_not_block(self) -> None:
         self._check_open()

@@ -1,17 +1,21 @@
 """One live connection to a peer: wire messages in and out of a secure stream.
 
 :class:`PeerConnection` owns a :class:`~gossip.channel.SecureStream`. Its
-:meth:`~PeerConnection.run` reads messages and hands each to the node's
-handler, and writes queued messages, until the connection ends; it returns
-why. The messages queued while a write was under way go out together in the
-next write (each still with its own length prefix). Sending never blocks the
-caller: a peer too slow to drain its queue is disconnected rather than
-allowed to stall the node.
+:meth:`~PeerConnection.run` reads messages and hands them to the node's
+handler (every message that one read completed, together), and writes what
+was queued, until the connection ends; it returns why.
+
+Sending never waits: :meth:`PeerConnection.send_all` encrypts the messages
+at once and, when nothing is waiting before them, writes them to the socket
+from the calling task; what the socket does not take at once waits for the
+connection's writer task, which joins everything queued meanwhile into one
+write. A peer too slow to drain its queue is disconnected rather than
+allowed to stall the node or fill its memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -20,19 +24,19 @@ import trio
 from .channel import SecureStream
 from .wire import BadMessage, MessageBuffer, WireMessage, decode_message_untrusted, encode_message
 
-__all__ = ["PeerConnection", "PeerInfo"]
+__all__ = ["SEND_QUEUE_BYTES", "WRITE_BATCH", "Handler", "PeerConnection", "PeerInfo"]
 
-#: Messages waiting to be written to one peer before it counts as too slow.
-SEND_QUEUE: Final = 1024
-#: The same in bytes: a peer that asks for much (sync batches of up to 1 MiB,
-#: entries by IWANT) and reads nothing would otherwise make the node hold a
-#: thousand answers. A correct peer keeps a few sync requests outstanding.
+#: Bytes waiting to be written to one peer before it counts as too slow: a
+#: peer that asks for much (sync batches of up to 1 MiB, entries by IWANT)
+#: and reads nothing would otherwise make the node hold every answer. A
+#: correct peer keeps a few sync requests outstanding.
 SEND_QUEUE_BYTES: Final = 16 * 1024 * 1024
-#: Queued messages are joined into one write until it holds this many bytes.
+#: The writer task joins queued bytes into one write until it holds this many.
 WRITE_BATCH: Final = 256 * 1024
 _RECEIVE_CHUNK: Final = 65536
 
-Handler = Callable[["PeerConnection", WireMessage], Awaitable[None]]
+#: Takes the messages that one read from the peer completed, in order.
+Handler = Callable[["PeerConnection", Sequence[WireMessage]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +50,16 @@ class PeerInfo:
 
 
 class PeerConnection:
-    """A peer's session: call :meth:`run` in a task, :meth:`send` from anywhere."""
+    """A peer's session: call :meth:`run` in a task, the ``send`` methods from
+    any task of the same trio run."""
 
     def __init__(self, stream: SecureStream, *, address: str, outbound: bool) -> None:
         self.stream = stream
         self.info = PeerInfo(stream.remote_identity, address, outbound, trio.current_time())
-        self._outbox_send, self._outbox_receive = trio.open_memory_channel[bytes](SEND_QUEUE)
-        self._queued = 0  # bytes in the outbox
+        # Sealed bytes the socket did not take yet, oldest first.
+        self._pending: list[bytes] = []
+        self._queued = 0  # bytes in _pending
+        self._wake_writer = trio.Event()
         self._closed = trio.Event()
         self._reason = ""
 
@@ -62,29 +69,43 @@ class PeerConnection:
 
     @property
     def queued_bytes(self) -> int:
-        """Bytes queued for the peer that the writer has not taken yet
-        (at most :data:`SEND_QUEUE_BYTES`)."""
+        """Bytes queued for the peer that are not written yet (at most
+        :data:`SEND_QUEUE_BYTES`)."""
         return self._queued
 
     def send(self, message: WireMessage) -> bool:
         """Queue ``message``; False (and the connection closing) if the queue is full."""
-        return self.send_encoded(encode_message(message))
+        return self.send_all((encode_message(message),))
 
-    def send_encoded(self, data: bytes) -> bool:
-        """Queue a message encoded with :func:`~gossip.wire.encode_message`
-        (so that one message for many peers is encoded once); as :meth:`send`."""
+    def send_messages(self, messages: Sequence[WireMessage]) -> bool:
+        """Queue ``messages`` to leave together; as :meth:`send`."""
+        return self.send_all([encode_message(message) for message in messages])
+
+    def send_all(self, encoded: Sequence[bytes]) -> bool:
+        """Queue messages encoded with :func:`~gossip.wire.encode_message` (so
+        that one message for many peers is encoded once), to leave together.
+
+        False if the connection is closed, or closes now: it failed, or the
+        queue would hold more than :data:`SEND_QUEUE_BYTES`.
+        """
         if self._closed.is_set():
             return False
-        try:
-            if self._queued + len(data) > SEND_QUEUE_BYTES:
-                raise trio.WouldBlock
-            self._outbox_send.send_nowait(data)
-        except trio.WouldBlock:
+        data = b"".join(encoded)
+        if self._queued + self.stream.sealed_size(len(data)) > SEND_QUEUE_BYTES:
             self.close("the peer reads too slowly (send queue full)")
             return False
-        except trio.ClosedResourceError:
+        try:
+            sealed = self.stream.seal(data)
+            # Only with nothing before it (the writer task clears _pending
+            # only once its write is done): the bytes keep their order.
+            written = 0 if self._pending else self.stream.send_sealed_nowait(sealed)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self.close(f"connection lost: {exc}")
             return False
-        self._queued += len(data)
+        if written < len(sealed):
+            self._pending.append(sealed[written:])
+            self._queued += len(sealed) - written
+            self._wake_writer.set()
         return True
 
     def close(self, reason: str) -> None:
@@ -100,7 +121,8 @@ class PeerConnection:
             nursery.start_soon(self._write)
             await self._closed.wait()
             nursery.cancel_scope.cancel()
-        self._outbox_send.close()
+        self._pending.clear()
+        self._queued = 0
         with trio.CancelScope(shield=True):
             await trio.aclose_forcefully(self.stream)
         return self._reason
@@ -114,8 +136,18 @@ class PeerConnection:
                     self.close("the peer closed the connection")
                     return
                 buffer.feed(data)
-                while (body := buffer.next_body()) is not None:
-                    await handler(self, decode_message_untrusted(body))
+                messages: list[WireMessage] = []
+                bad: BadMessage | None = None
+                try:
+                    while (body := buffer.next_body()) is not None:
+                        messages.append(decode_message_untrusted(body))
+                except BadMessage as exc:
+                    bad = exc
+                # The messages before a bad one are handled all the same.
+                if messages:
+                    await handler(self, messages)
+                if bad is not None:
+                    raise bad
         except BadMessage as exc:
             self.close(f"bad message from the peer: {exc}")
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -123,21 +155,20 @@ class PeerConnection:
 
     async def _write(self) -> None:
         try:
-            async for data in self._outbox_receive:
-                # Everything queued meanwhile goes out in one write: one
-                # encryption pass and one system call instead of one per
-                # message. Each message keeps its own length prefix, so the
-                # bytes on the wire are the same as with one write each.
-                batch = [data]
-                size = len(data)
-                while size < WRITE_BATCH:
-                    try:
-                        data = self._outbox_receive.receive_nowait()
-                    except trio.WouldBlock:
-                        break
-                    batch.append(data)
-                    size += len(data)
-                self._queued -= size
-                await self.stream.send_all(batch[0] if len(batch) == 1 else b"".join(batch))
+            while True:
+                await self._wake_writer.wait()
+                self._wake_writer = trio.Event()
+                while self._pending:
+                    # Everything queued meanwhile goes out in one system call
+                    # (up to WRITE_BATCH bytes). It stays in _pending until
+                    # written, so that send_all queues behind it meanwhile.
+                    count = size = 0
+                    while count < len(self._pending) and size < WRITE_BATCH:
+                        size += len(self._pending[count])
+                        count += 1
+                    chunk = self._pending[0] if count == 1 else b"".join(self._pending[:count])
+                    await self.stream.send_sealed(chunk)
+                    del self._pending[:count]
+                    self._queued -= size
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self.close(f"connection lost: {exc}")

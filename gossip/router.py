@@ -354,6 +354,16 @@ def _chunks(items: Sequence[Any], size: int) -> Iterable[tuple[Any, ...]]:
         yield tuple(items[start : start + size])
 
 
+def _drop_expired(expiries: dict[bytes, float], now: float) -> None:
+    """Remove the keys whose expiry has come from ``expiries``, a dict whose
+    insertion order is expiry order."""
+    while expiries:
+        key = next(iter(expiries))
+        if expiries[key] > now:
+            return
+        del expiries[key]
+
+
 def _check_id(entry_id: bytes) -> None:
     if len(entry_id) != _ID_SIZE:
         raise InvalidArgument(f"an entry id is {_ID_SIZE} bytes, not {len(entry_id)}")
@@ -742,6 +752,8 @@ class Router:
         # covers mcache_gossip heartbeats, less than the follow-up time).
         retry = now + self._p.heartbeat_interval
         for entry_id in wanted:
+            # Re-inserted, so that insertion order stays expiry order (_expire).
+            self._asked.pop(entry_id, None)
             self._asked[entry_id] = retry
         deadline = now + self._p.iwant_followup_time
         # v1.1 tracks one random id per IWANT: enough to catch a peer that
@@ -840,12 +852,14 @@ class Router:
         timeout = self._p.validation_timeout
         while self._pending and next(iter(self._pending.values())).since + timeout <= now:
             del self._pending[next(iter(self._pending))]
-        self._asked = {i: until for i, until in self._asked.items() if until > now}
+        # So is it for the ids asked for and each peer's don't-send set, which
+        # hold thousands of ids at a busy node: trimmed from the oldest end,
+        # the heartbeat costs what expired, not what is held.
+        _drop_expired(self._asked, now)
+        for state in self._peers.values():
+            _drop_expired(state.dont_send, now)
         self._backoff = {k: span for k, span in self._backoff.items() if span[1] > now}
         self._retained = {k: kept for k, kept in self._retained.items() if kept[1] > now}
-        for state in self._peers.values():
-            if state.dont_send:
-                state.dont_send = {i: t for i, t in state.dont_send.items() if t > now}
 
     def _maintain(self, topic: str, mesh: dict[bytes, None], now: float) -> None:
         p = self._p

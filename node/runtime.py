@@ -536,17 +536,21 @@ class Node:
     def _flush(self) -> None:
         """Carry out what the router asked for."""
         # The router hands the same message object to every peer it goes to
-        # (an entry forwarded to the mesh): encode it once.
+        # (an entry forwarded to the mesh): encode it once. What goes to one
+        # peer leaves in one write.
         encoded: dict[int, bytes] = {}
+        by_peer: dict[bytes, list[bytes]] = {}
         for peer, message in self.router.drain():
+            data = encoded.get(id(message))
+            if data is None:
+                data = encoded[id(message)] = encode_message(message)
+            by_peer.setdefault(peer, []).append(data)
+            if isinstance(message, EntryMessage):
+                self.entries_out += 1
+        for peer, messages in by_peer.items():
             connection = self._connections.get(peer)
             if connection is not None:
-                data = encoded.get(id(message))
-                if data is None:
-                    data = encoded[id(message)] = encode_message(message)
-                connection.send_encoded(data)
-                if isinstance(message, EntryMessage):
-                    self.entries_out += 1
+                connection.send_all(messages)
         for delivery in self.router.deliveries():
             try:
                 self._deliveries_send.send_nowait(delivery)
@@ -910,14 +914,13 @@ class Node:
             started.set()
         log.debug("peer up: %s at %s", peer.hex()[:16], connection.info.address)
         self._emit(PeerUp(connection.info))
-        for message in planner.hello():
-            connection.send(message)
+        connection.send_messages(planner.hello())
         self._flush()
         reason = "the node is stopping"
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._sync_loop, peer, planner, connection)
-                reason = await connection.run(self._on_message)
+                reason = await connection.run(self._on_messages)
                 nursery.cancel_scope.cancel()
         finally:
             del self._connections[peer], self._planners[peer], self._wakers[peer]
@@ -938,9 +941,8 @@ class Node:
 
     def _send_heads(self, peer: bytes, messages: Sequence[Heads]) -> None:
         connection = self._connections.get(peer)
-        if connection is not None:
-            for message in messages:
-                connection.send(message)
+        if connection is not None and messages:
+            connection.send_messages(messages)
 
     async def _sync_loop(
         self, peer: bytes, planner: SyncPlanner, connection: PeerConnection
@@ -949,32 +951,40 @@ class Node:
             now = trio.current_time()
             for problem in planner.expire(now):
                 log.info("sync with %s: %s", peer.hex()[:16], problem)
-            for want in planner.next_requests(now):
-                connection.send(want)
+            wants = planner.next_requests(now)
+            if wants:
+                connection.send_messages(wants)
             waker = self._wakers[peer] = trio.Event()
             deadline = planner.next_deadline()
             with trio.move_on_at(deadline if deadline is not None else now + 5.0):
                 await waker.wait()
 
-    async def _on_message(self, connection: PeerConnection, message: WireMessage) -> None:
+    async def _on_messages(
+        self, connection: PeerConnection, messages: Sequence[WireMessage]
+    ) -> None:
+        """Act on what one read from a peer brought; what the router has to
+        send meanwhile leaves at the end, or before a step that waits."""
         peer = connection.identity
-        now = trio.current_time()
-        if isinstance(message, EntryMessage):
-            raw = message.entry
-            self.router.handle_entry(peer, entry_id(raw.header, raw.signature), message, now)
-        elif isinstance(message, Heads):
-            planner = self._planners.get(peer)
-            if planner is not None:
-                planner.on_heads(message)
-                # Where we are ahead, the peer hears it now and can ask.
-                self._send_heads(peer, planner.announce())
-                self._wake(peer)
-        elif isinstance(message, Want):
-            await self._serve_want(connection, message)
-        elif isinstance(message, EntryBatch):
-            await self._on_batch(peer, message)
-        else:
-            self.router.handle(peer, message, now)
+        for message in messages:
+            now = trio.current_time()
+            if isinstance(message, EntryMessage):
+                raw = message.entry
+                self.router.handle_entry(peer, entry_id(raw.header, raw.signature), message, now)
+            elif isinstance(message, Heads):
+                planner = self._planners.get(peer)
+                if planner is not None:
+                    planner.on_heads(message)
+                    # Where we are ahead, the peer hears it now and can ask.
+                    self._send_heads(peer, planner.announce())
+                    self._wake(peer)
+            elif isinstance(message, Want):
+                self._flush()
+                await self._serve_want(connection, message)
+            elif isinstance(message, EntryBatch):
+                self._flush()
+                await self._on_batch(peer, message)
+            else:
+                self.router.handle(peer, message, now)
         self._flush()
 
     async def _serve_want(self, connection: PeerConnection, want: Want) -> None:
