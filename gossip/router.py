@@ -1,4 +1,4 @@
-"""The gossip router: GossipSub v1.1 with v1.2's IDONTWANT, without I/O.
+"""The gossip router: GossipSub v1.1 with v1.2's IDONTWANT and choking, without I/O.
 
 A :class:`Router` is a pure state machine in the manner of h11. Inputs are
 method calls (a peer came or went, a peer sent a message, the node joined a
@@ -23,22 +23,38 @@ What the router does, after the libp2p GossipSub v1.1 specification:
   and never to a peer that sent a copy.
 - The heartbeat repairs meshes, prunes peers with a negative score, and
   advertises the entry ids of the last ``mcache_gossip`` windows (IHAVE) to
-  ``d_lazy`` peers outside the mesh. A peer answers with IWANT, and the
-  router promises itself the entry within ``iwant_followup_time``.
+  ``d_lazy`` peers outside the mesh of each topic, drawn in one random order
+  per heartbeat, so that one peer tends to hear about many topics at once:
+  each peer gets at most one IHAVE per heartbeat, with an offer per topic. A
+  peer answers with IWANT, and the router promises itself the entry within
+  ``iwant_followup_time``.
 - Own entries are flood-published to every subscribed peer above the
   publish threshold.
 - PRUNE sets a backoff both ways; a GRAFT during backoff is penalised and
   refused.
-- IDONTWANT (v1.2): an entry that arrives for the first time is announced
-  with IDONTWANT to the other mesh peers of its topics at once, before the
-  node judges it (by default every entry: see ``idontwant_min_size``), and
-  a peer's IDONTWANT keeps those ids from being sent to it. So does its
-  IHAVE (not in the specification): a peer that has an entry needs neither
-  the entry nor our IHAVE of it, which spares a sixth of the IHAVEs in a
-  swarm where everyone follows the same feeds.
+- Choking (after the GossipSub v1.3 "choke" working draft and Episub): a
+  mesh peer whose copies of a topic's entries keep arriving after another
+  peer's is told CHOKE for that topic, and from then on announces what it
+  has by IHAVE instead of pushing it: for the heartbeat's gossip, a mesh
+  peer that choked us counts as outside the mesh. At each heartbeat,
+  among the mesh peers that delivered entries of a topic since the last one,
+  the ``d_unchoked`` that delivered earliest stay unchoked; the others that
+  delivered only duplicates are choked. A choked peer that announces an
+  entry we have not yet seen was ahead of the peers pushing to us: it is
+  unchoked at once. So is one where fewer than ``d_unchoked`` unchoked mesh
+  peers are left. Joining or leaving a mesh clears choking both ways; own
+  entries are flood-published whatever the chokes.
+- IDONTWANT (v1.2): an entry with a payload of at least
+  ``idontwant_min_size`` bytes that arrives for the first time is announced
+  with IDONTWANT to the other mesh peers of its topics that may push it to
+  us (those we have not choked) at once, before the node judges it, and a
+  peer's IDONTWANT keeps those ids from being sent to it. So does its IHAVE
+  (not in the specification): a peer that has an entry needs neither the
+  entry nor our IHAVE of it.
 - Scores (:meth:`Router.score`): first deliveries earn a little; invalid
   entries (squared), broken IWANT promises, IWANT floods, grafts during
-  backoff, grafts repeated within a heartbeat and talking while graylisted
+  backoff, grafts repeated within a heartbeat, floods of CHOKE and UNCHOKE,
+  and talking while graylisted
   (all squared, as the spec's P7) cost a lot; every counter decays at each
   heartbeat. Below 0 a peer leaves the
   meshes, below ``gossip_threshold`` it gets and gives no gossip, below
@@ -56,7 +72,7 @@ import enum
 import math
 import random
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
@@ -66,6 +82,7 @@ from .wire import (
     MAX_BACKOFF,
     MAX_IDS,
     MAX_TOPICS,
+    Choke,
     EntryMessage,
     Graft,
     IDontWant,
@@ -73,7 +90,9 @@ from .wire import (
     IWant,
     Prune,
     Subscribe,
+    Unchoke,
     Unsubscribe,
+    feed_topic,
 )
 
 __all__ = [
@@ -87,26 +106,32 @@ __all__ = [
 ]
 
 #: The messages :meth:`Router.handle` takes.
-ControlMessage = Subscribe | Unsubscribe | Graft | Prune | IHave | IWant | IDontWant
+ControlMessage = (
+    Subscribe | Unsubscribe | Graft | Prune | IHave | IWant | IDontWant | Choke | Unchoke
+)
 #: The messages the router sends and takes (entries through :meth:`Router.handle_entry`).
 GossipMessage = ControlMessage | EntryMessage
 
 _ID_SIZE: Final = 32
+#: The arrival rank counted for a copy of an entry whose copies are no longer
+#: counted (it left the message cache): late, whatever came before it.
+_LATE_RANK: Final = 8
 
 
 @dataclass(frozen=True, slots=True)
 class RouterParams:
     """Tuning of one router. The defaults are those of DESIGN.md and GossipSub v1.1.
 
-    One exception: IDONTWANT goes out for every entry (``idontwant_min_size``
-    0), where DESIGN.md and v1.2 say large payloads only. The node judges an
-    entry (parse, verify, store) before it forwards it, which takes longer
-    than a message takes to cross a link; meanwhile the other mesh peers that
-    accepted the entry forward it too. In a 30-node swarm on loopback (mesh
-    degree 6 to 12) each node received 5.1 copies per entry without
-    IDONTWANT for entries of a few hundred bytes, and 2.1 with it, for about
-    six more small messages per entry. A smaller ``d`` would cut copies
-    too, but also the paths an entry has; the degrees stay those of the issue.
+    Copies of an entry from several mesh peers are what choking saves
+    (``d_unchoked``): in a mesh of degree 6 to 12 every node receives the
+    entry from most of its mesh peers, since each forwards it before hearing
+    that the others have it. With choking, a node receives about
+    ``d_unchoked`` copies of each entry of a topic once the topic has carried
+    a few, and the mesh keeps its degree (its paths, scores and repair). An
+    IDONTWANT per entry did the same for small entries at the price of a
+    message to every mesh peer for every entry (two thirds of all messages in
+    a 100-node swarm on one machine), so it is kept for large payloads, as
+    DESIGN.md and v1.2 say.
 
     Raises :class:`InvalidArgument` for an inconsistent set (for example
     ``d_low > d``, or thresholds out of order).
@@ -154,10 +179,17 @@ class RouterParams:
     max_grafts_per_topic: int = 2
     # IDONTWANT: sent for entries with a payload of at least idontwant_min_size
     # bytes (0: every entry, a deleted payload included).
-    idontwant_min_size: int = 0
-    # IDONTWANTs heeded per peer and heartbeat: one per entry now, so as many
-    # as go-libp2p allows (v1.2), not a cap a busy topic would reach.
+    idontwant_min_size: int = 2048
+    # IDONTWANTs heeded per peer and heartbeat: as many as go-libp2p allows
+    # (v1.2), not a cap a busy topic would reach.
     max_idontwant_messages: int = 1000
+    # Choking: mesh peers per topic that keep pushing entries to us (the
+    # earliest deliverers); False: never choke (chokes received are heeded).
+    choking: bool = True
+    d_unchoked: int = 2
+    # CHOKE and UNCHOKE messages heeded per peer and heartbeat: each past it
+    # is a flood. Ours go out at most one of each per peer and heartbeat.
+    max_choke_messages: int = 4
     max_dont_send: int = 4096  # ids remembered per peer (from its IDONTWANTs and IHAVEs)
     dont_send_ttl: float = 10.0
     #: Topics remembered per peer (its subscriptions).
@@ -188,6 +220,7 @@ class RouterParams:
         checks = [
             (1 <= self.d_low <= self.d <= self.d_high, "1 <= d_low <= d <= d_high"),
             (0 <= self.d_score <= self.d, "0 <= d_score <= d"),
+            (1 <= self.d_unchoked <= self.d, "1 <= d_unchoked <= d"),
             (self.d_lazy >= 0 and 0.0 <= self.gossip_factor <= 1.0, "d_lazy, gossip_factor"),
             (1 <= self.mcache_gossip <= self.mcache_len, "1 <= mcache_gossip <= mcache_len"),
             (0 <= self.prune_backoff <= MAX_BACKOFF, f"0 <= prune_backoff <= {MAX_BACKOFF}"),
@@ -266,6 +299,9 @@ class RouterStats:
     backoffs: int
     dont_send: int
     retained: int
+    #: (topic, peer) pairs we choked, and that choked us.
+    choking: int = 0
+    choked_by: int = 0
 
 
 # --- internal state -------------------------------------------------------------
@@ -293,6 +329,12 @@ class _Peer:
     served: dict[bytes, int] = field(default_factory=dict)
     wanted: int = 0  # ids in its IWANTs
     grafts: dict[str, int] = field(default_factory=dict)  # GRAFTs by joined topic
+    chokes: int = 0  # CHOKE and UNCHOKE messages
+    # Its copies of entries by mesh topic: [copies, sum of arrival ranks,
+    # first copies], the rank of a copy being how many arrived before it.
+    delivered: dict[str, list[int]] = field(default_factory=dict)
+    # Mesh topics it pushed (not its own entries) although we choked it there.
+    pushed_choked: set[str] = field(default_factory=set)
     # Reported through disconnects(): everything from and to it stops.
     doomed: bool = False
     connected: float = 0.0  # when this connection came up
@@ -354,6 +396,23 @@ def _chunks(items: Sequence[Any], size: int) -> Iterable[tuple[Any, ...]]:
         yield tuple(items[start : start + size])
 
 
+def _ihave_messages(offers: Sequence[tuple[str, tuple[bytes, ...]]]) -> list[IHave]:
+    """``(topic, ids)`` offers (each of at most MAX_IDS ids) packed into as few
+    IHAVE messages as the wire allows."""
+    messages: list[IHave] = []
+    batch: list[tuple[str, tuple[bytes, ...]]] = []
+    size = 0
+    for topic, ids in offers:
+        if batch and (size + len(ids) > MAX_IDS or len(batch) == MAX_TOPICS):
+            messages.append(IHave(tuple(batch)))
+            batch, size = [], 0
+        batch.append((topic, ids))
+        size += len(ids)
+    if batch:
+        messages.append(IHave(tuple(batch)))
+    return messages
+
+
 def _drop_expired(expiries: dict[bytes, float], now: float) -> None:
     """Remove the keys whose expiry has come from ``expiries``, a dict whose
     insertion order is expiry order."""
@@ -397,7 +456,12 @@ class Router:
         #: forwarded before they joined are offered to them in the next IHAVE.
         self._new_in_mesh: dict[str, set[bytes]] = {}
         self._cache: dict[bytes, tuple[EntryMessage, bytes | None]] = {}  # id -> (entry, source)
+        # Copies of each cached entry received so far (the rank of the next).
+        self._copies: dict[bytes, int] = {}
         self._windows: deque[list[bytes]] = deque([[]])
+        # Per joined topic: the mesh peers we choked, and those that choked us.
+        self._choking: dict[str, dict[bytes, None]] = {}
+        self._choked_by: dict[str, set[bytes]] = {}
         self._promises: dict[bytes, dict[bytes, float]] = {}  # id -> {peer: deadline}
         # id -> until: asked of a peer lately, so other peers' IHAVEs wait.
         self._asked: dict[bytes, float] = {}
@@ -446,6 +510,16 @@ class Router:
         state = self._peers.get(peer)
         return state is not None and not state.doomed and entry_id not in state.dont_send
 
+    def choked(self, topic: str) -> frozenset[bytes]:
+        """The mesh peers we choked in ``topic``: they announce its entries
+        to us instead of pushing them."""
+        return frozenset(self._choking.get(topic, ()))
+
+    def choked_by(self, topic: str) -> frozenset[bytes]:
+        """The mesh peers that choked us in ``topic``: we announce its
+        entries to them instead of pushing them."""
+        return frozenset(self._choked_by.get(topic, ()))
+
     @property
     def joined(self) -> frozenset[str]:
         """The topics we have joined."""
@@ -471,6 +545,8 @@ class Router:
             backoffs=len(self._backoff),
             dont_send=sum(len(state.dont_send) for state in self._peers.values()),
             retained=len(self._retained),
+            choking=sum(len(peers) for peers in self._choking.values()),
+            choked_by=sum(len(peers) for peers in self._choked_by.values()),
         )
 
     # --- peers and topics -------------------------------------------------------
@@ -517,11 +593,13 @@ class Router:
             return
         mesh: dict[bytes, None] = {}
         self._joined[topic] = mesh
+        self._choking[topic] = {}
+        self._choked_by[topic] = set()
         for peer in self._live():
             self._send(peer, Subscribe((topic,)))
         candidates = self._graft_candidates(topic, mesh, now)
         for peer in self._rng.sample(candidates, min(self._p.d, len(candidates))):
-            mesh[peer] = None
+            self._enmesh(topic, peer)
             self._send(peer, Graft(topic))
 
     def leave(self, topic: str, now: float) -> None:
@@ -530,6 +608,7 @@ class Router:
         mesh = self._joined.pop(topic, None)
         if mesh is None:
             return
+        del self._choking[topic], self._choked_by[topic]
         for peer in mesh:
             self._prune(peer, topic, now)
         for peer in self._live():
@@ -550,7 +629,8 @@ class Router:
         # Ours, so valid: a copy a peer sent first needs no verdict any more.
         self._pending.pop(entry_id, None)
         self._remember(entry_id, now)
-        self._keep(entry_id, message, None)
+        # Any copy a peer sends back is a duplicate: ours came first.
+        self._keep(entry_id, message, None, 1)
         for peer, state in self._peers.items():
             if state.doomed or self._score_of(state.score) < self._p.publish_threshold:
                 continue
@@ -564,10 +644,12 @@ class Router:
 
         A new entry in one of our topics becomes a :class:`Delivery` (nothing
         is forwarded before :meth:`validated`) and is announced with IDONTWANT
-        to the other mesh peers of its topics (if its payload has at least
-        ``idontwant_min_size`` bytes). Copies of a seen or pending entry, and entries
-        in no topic of ours, are dropped. Raises :class:`InvalidArgument` for
-        an unknown peer or an id that is not 32 bytes.
+        to the other mesh peers of its topics that may push it to us (if its
+        payload has at least ``idontwant_min_size`` bytes). Copies of a seen
+        or pending entry, and entries in no topic of ours, are dropped; every
+        copy from a mesh peer counts in its delivery record (choking).
+        Raises :class:`InvalidArgument` for an unknown peer or an id that is
+        not 32 bytes.
         """
         state = self._state(peer)
         _check_id(entry_id)
@@ -577,11 +659,16 @@ class Router:
         self._promises.pop(entry_id, None)
         self._asked.pop(entry_id, None)
         if entry_id in self._seen:
+            copies = self._copies.get(entry_id)
+            if copies is not None:
+                self._copies[entry_id] = copies + 1
+            self._note_copy(peer, state, message, _LATE_RANK if copies is None else copies)
             return
         pending = self._pending.get(entry_id)
         if pending is not None:
             if peer in pending.holders:
                 return
+            self._note_copy(peer, state, message, len(pending.holders))
             pending.holders[peer] = None
             if message == pending.message:
                 pending.same[peer] = None
@@ -593,12 +680,13 @@ class Router:
         if len(self._pending) >= self._p.max_pending:
             # Not remembered: a later copy (or sync) brings it once the node caught up.
             return
+        self._note_copy(peer, state, message, 0)
         pending = _Pending(peer, message, now, holders={peer: None})
         self._pending[entry_id] = pending
         self._delivered.append(Delivery(peer, entry_id, message))
         payload = message.entry.payload
         if len(payload or b"") >= self._p.idontwant_min_size:
-            told = tuple(p for p in self._mesh_peers(message.topics) if p != peer)
+            told = tuple(p for p in self._pushers(message.topics) if p != peer)
             idontwant = IDontWant((entry_id,))
             for to in told:
                 self._send(to, idontwant)
@@ -618,9 +706,9 @@ class Router:
             self._remember(entry_id, now)
         elif verdict is Verdict.ACCEPT:
             self._remember(entry_id, now)
-            self._keep(entry_id, pending.message, pending.source)
+            self._keep(entry_id, pending.message, pending.source, len(pending.holders))
             self._credit(pending.source)
-            for peer in self._mesh_peers(pending.message.topics):
+            for peer in self._push_to(pending.message.topics):
                 if peer not in pending.holders and entry_id not in self._peers[peer].dont_send:
                     self._send(peer, pending.message)
         else:
@@ -683,7 +771,7 @@ class Router:
     def _on_unsubscribe(self, peer: bytes, state: _Peer, message: Unsubscribe, now: float) -> None:
         for topic in message.topics:
             state.topics.discard(topic)
-            self._joined.get(topic, {}).pop(peer, None)
+            self._unmesh(topic, peer)
 
     def _on_graft(self, peer: bytes, state: _Peer, message: Graft, now: float) -> None:
         topic = message.topic
@@ -711,7 +799,7 @@ class Router:
             # Accepted even above d_high (v1.0): v1.1 refuses inbound peers
             # there, but the router does not know who dialled whom, and the
             # heartbeat trims the mesh keeping the best scored peers.
-            self._joined[topic][peer] = None
+            self._enmesh(topic, peer)
             self._new_in_mesh.setdefault(topic, set()).add(peer)
             # A peer that grafts is in the topic, announced or not.
             if len(state.topics) < self._p.max_peer_topics:
@@ -720,7 +808,7 @@ class Router:
     def _on_prune(self, peer: bytes, state: _Peer, message: Prune, now: float) -> None:
         topic = message.topic
         if _ON_PRUNE[self._link(peer, topic, now)] is _Act.LEAVE_MESH:
-            self._joined[topic].pop(peer, None)
+            self._unmesh(topic, peer)
             # As in go-libp2p, a backoff of 0 means the default one.
             self._back_off(peer, topic, now, message.backoff or self._p.prune_backoff)
 
@@ -728,22 +816,29 @@ class Router:
         if self._score_of(state.score) < self._p.gossip_threshold:
             return
         state.ihaves += 1
-        if state.ihaves > self._p.max_ihave_messages or message.topic not in self._joined:
+        if state.ihaves > self._p.max_ihave_messages:
             return
-        # The peer has these: neither the entries nor our IHAVEs of them need go to it.
-        self._has(state, message.ids, now)
         budget = self._p.max_iwant_ids - state.asked
-        wanted: list[bytes] = []
-        for entry_id in dict.fromkeys(message.ids):
-            if len(wanted) >= budget:
-                break
-            if (
-                entry_id in self._seen
-                or entry_id in self._pending
-                or self._asked.get(entry_id, now) > now
-            ):
+        wanted: dict[bytes, None] = {}
+        ahead: list[str] = []
+        for topic, ids in message.offers:
+            if topic not in self._joined:
                 continue
-            wanted.append(entry_id)
+            # The peer has these: neither the entries nor our IHAVEs of them need go to it.
+            self._has(state, ids, now)
+            new = False
+            for entry_id in ids:
+                if entry_id in self._seen or entry_id in self._pending:
+                    continue
+                new = True
+                if len(wanted) < budget and self._asked.get(entry_id, now) <= now:
+                    wanted[entry_id] = None
+            if new and peer in self._choking[topic]:
+                # It had an entry before any peer that pushes to us: let it push.
+                del self._choking[topic][peer]
+                ahead.append(topic)
+        if ahead:
+            self._send(peer, Unchoke(tuple(ahead)))
         if not wanted:
             return
         state.asked += len(wanted)
@@ -756,10 +851,11 @@ class Router:
             self._asked.pop(entry_id, None)
             self._asked[entry_id] = retry
         deadline = now + self._p.iwant_followup_time
+        asked = tuple(wanted)
         # v1.1 tracks one random id per IWANT: enough to catch a peer that
         # advertises what it will not send, whichever ids it sends.
-        self._promises.setdefault(self._rng.choice(wanted), {})[peer] = deadline
-        self._send(peer, IWant(tuple(wanted)))
+        self._promises.setdefault(self._rng.choice(asked), {})[peer] = deadline
+        self._send(peer, IWant(asked))
 
     def _on_iwant(self, peer: bytes, state: _Peer, message: IWant, now: float) -> None:
         state.wanted += len(message.ids)
@@ -788,6 +884,27 @@ class Router:
             return
         self._has(state, message.ids, now)
 
+    def _on_choke(self, peer: bytes, state: _Peer, message: Choke, now: float) -> None:
+        if self._heed_choke(peer, state):
+            for topic in message.topics:
+                mesh = self._joined.get(topic)
+                # A peer outside our mesh pushes nothing to us, nor we to it.
+                if mesh is not None and peer in mesh:
+                    self._choked_by[topic].add(peer)
+
+    def _on_unchoke(self, peer: bytes, state: _Peer, message: Unchoke, now: float) -> None:
+        if self._heed_choke(peer, state):
+            for topic in message.topics:
+                if topic in self._choked_by:
+                    self._choked_by[topic].discard(peer)
+
+    def _heed_choke(self, peer: bytes, state: _Peer) -> bool:
+        state.chokes += 1
+        if state.chokes > self._p.max_choke_messages:
+            self._penalise(peer, "choked and unchoked again and again", behaviour=1.0)
+            return False
+        return True
+
     def _has(self, state: _Peer, ids: Iterable[bytes], now: float) -> None:
         """The peer has (or does not want) ``ids``: send it neither them nor IHAVEs of them."""
         until = now + self._p.dont_send_ttl
@@ -801,8 +918,8 @@ class Router:
 
     def heartbeat(self, now: float) -> None:
         """Periodic upkeep, every ``heartbeat_interval`` seconds: penalise broken
-        promises, decay scores, expire caches, repair meshes, emit gossip and
-        shift the message cache."""
+        promises, decay scores, expire caches, repair meshes, choke and unchoke,
+        emit gossip and shift the message cache."""
         broken = [
             peer
             for owed in self._promises.values()
@@ -818,17 +935,29 @@ class Router:
             self._penalise(peer, "did not send an entry it advertised", behaviour=1.0)
         self._decay()
         self._expire(now)
+        chokes: dict[bytes, list[str]] = {}
+        unchokes: dict[bytes, list[str]] = {}
         for topic, mesh in self._joined.items():
             self._maintain(topic, mesh, now)
+            self._rechoke(topic, mesh, chokes, unchokes)
+        for peer, topics in chokes.items():
+            for chunk in _chunks(topics, MAX_TOPICS):
+                self._send(peer, Choke(chunk))
+        for peer, topics in unchokes.items():
+            for chunk in _chunks(topics, MAX_TOPICS):
+                self._send(peer, Unchoke(chunk))
         self._gossip()
         self._windows.append([])
         while len(self._windows) > self._p.mcache_len:
             for entry_id in self._windows.popleft():
                 self._cache.pop(entry_id, None)
+                self._copies.pop(entry_id, None)
         for state in self._peers.values():
-            state.ihaves = state.idontwants = state.asked = state.wanted = 0
+            state.ihaves = state.idontwants = state.asked = state.wanted = state.chokes = 0
             state.served.clear()
             state.grafts.clear()
+            state.delivered.clear()
+            state.pushed_choked.clear()
 
     def _decay(self) -> None:
         p = self._p
@@ -864,12 +993,12 @@ class Router:
     def _maintain(self, topic: str, mesh: dict[bytes, None], now: float) -> None:
         p = self._p
         for peer in [peer for peer in mesh if self._score_of(self._peers[peer].score) < 0]:
-            del mesh[peer]
+            self._unmesh(topic, peer)
             self._prune(peer, topic, now)
         if len(mesh) < p.d_low:
             candidates = self._graft_candidates(topic, mesh, now)
             for peer in self._rng.sample(candidates, min(p.d - len(mesh), len(candidates))):
-                mesh[peer] = None
+                self._enmesh(topic, peer)
                 self._new_in_mesh.setdefault(topic, set()).add(peer)
                 self._send(peer, Graft(topic))
         elif len(mesh) > p.d_high:
@@ -881,10 +1010,53 @@ class Router:
             # The best scored stay, so a flood of new peers cannot take the
             # mesh over; random others stay, so new peers get a chance.
             for peer in rest[p.d - p.d_score :]:
-                del mesh[peer]
+                self._unmesh(topic, peer)
                 self._prune(peer, topic, now)
 
+    def _rechoke(
+        self,
+        topic: str,
+        mesh: dict[bytes, None],
+        chokes: dict[bytes, list[str]],
+        unchokes: dict[bytes, list[str]],
+    ) -> None:
+        """Choke the mesh peers of ``topic`` whose copies came late since the
+        last heartbeat, keeping the ``d_unchoked`` earliest (and at least that
+        many unchoked); record the messages to send in ``chokes``/``unchokes``."""
+        p = self._p
+        choking = self._choking[topic]
+        unchoked = len(mesh) - len(choking)
+        if p.choking and unchoked > p.d_unchoked:
+            # The unchoked peers that delivered, by mean arrival rank (then
+            # first copies, then at random): the earliest stay unchoked.
+            delivering: list[tuple[float, int, float, bytes]] = []
+            for peer in mesh:
+                record = self._peers[peer].delivered.get(topic)
+                if record is not None and peer not in choking:
+                    mean_rank = record[1] / record[0]
+                    delivering.append((mean_rank, -record[2], self._rng.random(), peer))
+            delivering.sort()
+            for *_, peer in delivering[p.d_unchoked :]:
+                if unchoked <= p.d_unchoked:
+                    break
+                if self._peers[peer].delivered[topic][2] == 0:
+                    choking[peer] = None
+                    chokes.setdefault(peer, []).append(topic)
+                    unchoked -= 1
+        for peer in choking:
+            if topic in self._peers[peer].pushed_choked:
+                chokes.setdefault(peer, []).append(topic)
+        missing = p.d_unchoked - unchoked
+        if missing > 0 and choking:
+            # Fewer pushers than wanted (peers left the mesh): take some back.
+            for peer in self._rng.sample(sorted(choking), min(missing, len(choking))):
+                del choking[peer]
+                unchokes.setdefault(peer, []).append(topic)
+
     def _gossip(self) -> None:
+        """IHAVE of the recent entries of each topic to ``d_lazy`` peers outside
+        its mesh or that choked us, and to mesh peers new in it; each peer gets
+        one IHAVE with an offer per topic."""
         p = self._p
         recent: dict[str, list[bytes]] = {}
         for window in list(self._windows)[-p.mcache_gossip :]:
@@ -892,27 +1064,42 @@ class Router:
                 for topic in self._cache[entry_id][0].topics:
                     if topic in self._joined:
                         recent.setdefault(topic, []).append(entry_id)
+        # One random order of the peers for the whole heartbeat: each topic
+        # takes the first eligible peers in it, so the same peers tend to hear
+        # of several topics, in one message each instead of one per topic.
+        order = [
+            peer
+            for peer, state in self._peers.items()
+            if not state.doomed and self._score_of(state.score) >= p.gossip_threshold
+        ]
+        self._rng.shuffle(order)
+        offers: dict[bytes, list[tuple[str, tuple[bytes, ...]]]] = {}
         for topic, ids in recent.items():
             mesh = self._joined[topic]
+            # Mesh peers that choked us get no pushes: they are gossiped to
+            # like peers outside the mesh.
+            lazy = self._choked_by[topic]
             eligible = [
                 peer
-                for peer, state in self._peers.items()
-                if topic in state.topics
-                and peer not in mesh
-                and not state.doomed
-                and self._score_of(state.score) >= p.gossip_threshold
+                for peer in order
+                if topic in self._peers[peer].topics and (peer not in mesh or peer in lazy)
             ]
             count = min(len(eligible), max(p.d_lazy, int(p.gossip_factor * len(eligible))))
+            targets = dict.fromkeys(eligible[:count])
             # Mesh peers only get forwards, so one that joined the mesh after
             # an entry went round is offered it here, or it would never hear of it.
-            fresh = sorted(self._new_in_mesh.get(topic, set()).intersection(mesh))
-            for peer in [*self._rng.sample(eligible, count), *fresh]:
+            fresh = self._new_in_mesh.get(topic, set()).intersection(mesh)
+            targets.update(dict.fromkeys(peer for peer in order if peer in fresh))
+            for peer in targets:
                 dont_send = self._peers[peer].dont_send
                 offer = [i for i in ids if i not in dont_send and self._cache[i][1] != peer]
                 if len(offer) > p.max_ihave_ids:
                     offer = self._rng.sample(offer, p.max_ihave_ids)
                 if offer:
-                    self._send(peer, IHave(topic, tuple(offer)))
+                    offers.setdefault(peer, []).append((topic, tuple(offer)))
+        for peer, topic_offers in offers.items():
+            for message in _ihave_messages(topic_offers):
+                self._send(peer, message)
         self._new_in_mesh.clear()
 
     # --- helpers ----------------------------------------------------------------
@@ -982,12 +1169,27 @@ class Router:
             state.score.first = min(self._p.first_cap, state.score.first + 1.0)
 
     def _forget_peer(self, peer: bytes) -> None:
-        for mesh in self._joined.values():
-            mesh.pop(peer, None)
+        for topic in self._joined:
+            self._unmesh(topic, peer)
         for entry_id in [i for i, owed in self._promises.items() if peer in owed]:
             del self._promises[entry_id][peer]
             if not self._promises[entry_id]:
                 del self._promises[entry_id]
+
+    def _unmesh(self, topic: str, peer: bytes) -> None:
+        """``peer`` leaves our mesh of ``topic`` (if in it): choking ends both ways."""
+        mesh = self._joined.get(topic)
+        if mesh is None:
+            return
+        mesh.pop(peer, None)
+        self._choking[topic].pop(peer, None)
+        self._choked_by[topic].discard(peer)
+
+    def _enmesh(self, topic: str, peer: bytes) -> None:
+        """``peer`` joins our mesh of ``topic``, unchoked both ways."""
+        self._joined[topic][peer] = None
+        self._choking[topic].pop(peer, None)
+        self._choked_by[topic].discard(peer)
 
     def _link(self, peer: bytes, topic: str, now: float) -> _Link:
         mesh = self._joined.get(topic)
@@ -1021,22 +1223,58 @@ class Router:
             since = now
         self._backoff[peer, topic] = (since, max(until, now + seconds))
 
-    def _mesh_peers(self, topics: Iterable[str]) -> list[bytes]:
+    def _push_to(self, topics: Iterable[str]) -> list[bytes]:
+        """Mesh peers of ``topics`` that take pushed entries of one of them."""
+        return self._mesh_but(topics, self._choked_by)
+
+    def _pushers(self, topics: Iterable[str]) -> list[bytes]:
+        """Mesh peers of ``topics`` that may push their entries to us (not choked)."""
+        return self._mesh_but(topics, self._choking)
+
+    def _mesh_but(
+        self, topics: Iterable[str], left_out: Mapping[str, Container[bytes]]
+    ) -> list[bytes]:
+        """The mesh peers of ``topics``, each topic's ``left_out`` peers excepted."""
         peers: dict[bytes, None] = {}
         for topic in topics:
-            peers.update(self._joined.get(topic, {}))
+            mesh = self._joined.get(topic)
+            if mesh is not None:
+                out = left_out[topic]
+                peers.update((peer, None) for peer in mesh if peer not in out)
         return list(peers)
+
+    def _note_copy(self, peer: bytes, state: _Peer, message: EntryMessage, rank: int) -> None:
+        """Count a copy from ``peer`` that ``rank`` copies arrived before, in
+        the delivery record of each of its topics where ``peer`` is a mesh peer."""
+        for topic in message.topics:
+            mesh = self._joined.get(topic)
+            if mesh is None or peer not in mesh:
+                continue
+            record = state.delivered.get(topic)
+            if record is None:
+                record = state.delivered[topic] = [0, 0, 0]
+            record[0] += 1
+            record[1] += min(rank, _LATE_RANK)
+            if rank == 0:
+                record[2] += 1
+            elif peer in self._choking[topic] and feed_topic(peer) not in message.topics:
+                # Pushed though choked (its own entries may be): it may have
+                # missed the CHOKE, which is said again at the next heartbeat.
+                state.pushed_choked.add(topic)
 
     def _remember(self, entry_id: bytes, now: float) -> None:
         self._seen[entry_id] = now + self._p.seen_ttl
         while len(self._seen) > self._p.seen_max:
             del self._seen[next(iter(self._seen))]
 
-    def _keep(self, entry_id: bytes, message: EntryMessage, source: bytes | None) -> None:
+    def _keep(
+        self, entry_id: bytes, message: EntryMessage, source: bytes | None, copies: int
+    ) -> None:
         window = self._windows[-1]
         if len(window) < self._p.mcache_window_max and entry_id not in self._cache:
             window.append(entry_id)
             self._cache[entry_id] = (message, source)
+            self._copies[entry_id] = copies
 
 
 _HANDLERS: Final[dict[type, Callable[[Router, bytes, _Peer, Any, float], None]]] = {
@@ -1047,4 +1285,6 @@ _HANDLERS: Final[dict[type, Callable[[Router, bytes, _Peer, Any, float], None]]]
     IHave: Router._on_ihave,
     IWant: Router._on_iwant,
     IDontWant: Router._on_idontwant,
+    Choke: Router._on_choke,
+    Unchoke: Router._on_unchoke,
 }

@@ -53,9 +53,12 @@ Decisions the code depends on:
   it told it, for the feeds the other listed in its ``heads`` (it
   replicates them too; feeds it listed before they were in our scope are
   remembered, up to :data:`MENTIONED_FEEDS`). Heads are told once they have
-  stood for a round of :meth:`SyncPlanner.announce_progress` (the driver
-  calls it every few seconds): by then gossip has delivered what it
-  delivers, and sync does not fetch entries still on their way. A feed
+  stood still for a round of :meth:`SyncPlanner.announce_progress` (the
+  driver calls it every few seconds): by then gossip has delivered what it
+  delivers, and sync does not fetch entries still on their way. While a
+  feed keeps moving, gossip carries it, and an entry missed shows as a gap
+  at the next one; its head is told only every :data:`MOVING_HEAD_ROUNDS`
+  rounds, for a peer that gossip does not reach at all. A feed
   joining the scope is told at once (:meth:`SyncPlanner.announce`), so the
   peer learns that we replicate it, and so are heads that show the peer
   behind. Each side tells its own progress, so nothing needs an answer
@@ -94,6 +97,7 @@ from .wire import MAX_HEADS, MAX_RANGE, MAX_WIRE_MESSAGE, EntryBatch, Heads, Raw
 __all__ = [
     "DEFAULT_TIMEOUT",
     "DEFAULT_WINDOW",
+    "MOVING_HEAD_ROUNDS",
     "PREVIEW_SIZE",
     "BatchOutcome",
     "Fault",
@@ -131,6 +135,9 @@ _TOLERATED_IDS: Final = 256
 #: peer (the oldest are forgotten first): if one joins the scope, the peer
 #: is known to replicate it and what it offered stands.
 MENTIONED_FEEDS: Final = 8192
+#: Rounds of :meth:`SyncPlanner.announce_progress` after which a head that
+#: keeps moving is told all the same (16 s at the node's 2 s rounds).
+MOVING_HEAD_ROUNDS: Final = 8
 _REQUEST_IDS: Final = 2**32
 
 
@@ -415,7 +422,8 @@ class _Feed:
     abandoned: bool = False
     shared: bool = False  # the peer listed this feed in heads: it replicates it
     told: int = -1  # our head as last told to the peer; -1: never told
-    stable: int = 0  # our head as of the round of announce_progress() before the last
+    told_round: int = 0  # the round of announce_progress() when it was told
+    stable: int = 0  # our head once it stood still for a round (see announce_progress)
 
     def worth_telling(self) -> bool:
         return self.told < 0 or (self.shared and self.stable > max(self.offered, self.told))
@@ -486,6 +494,7 @@ class SyncPlanner:
         # heads it saw moved then (stable at its next run).
         self._moved: set[bytes] = set()
         self._settling: dict[bytes, int] = {}
+        self._round = 0  # calls of announce_progress()
         for feed in scope:
             self._add_feed(feed, heads.get(feed, 0))
 
@@ -560,16 +569,24 @@ class SyncPlanner:
         """Our progress that the peer should hear, as ``heads`` messages (maybe none).
 
         Call every few seconds. Lists the feeds the peer replicates too where
-        our head as of the previous call is more than it offered and than we
-        told it: a head is told once it has stood a round, so entries that
-        gossip is still bringing the peer are not fetched again by sync.
-        The cost follows the feeds whose heads moved, not the scope.
+        our head is more than it offered and than we told it, once the head
+        has stood still for a whole round: while a feed moves, gossip is
+        bringing its entries to the peer, and a peer that missed one sees the
+        gap at the next and fetches it. A head that keeps moving is told
+        after :data:`MOVING_HEAD_ROUNDS` rounds (its value at the round
+        before), for a peer that gossip does not reach. The cost follows the
+        feeds whose heads moved, not the scope.
         """
-        feeds = set(self._settling)
+        self._round += 1
+        feeds: list[bytes] = []
         for feed, seq in self._settling.items():
             state = self._feeds.get(feed)
-            if state is not None:
-                state.stable = max(state.stable, seq)
+            if state is None:
+                continue
+            if feed in self._moved and self._round - state.told_round < MOVING_HEAD_ROUNDS:
+                continue
+            state.stable = max(state.stable, seq)
+            feeds.append(feed)
         self._settling = {
             feed: self._feeds[feed].have for feed in self._moved if feed in self._feeds
         }
@@ -582,6 +599,7 @@ class SyncPlanner:
             state = self._feeds.get(feed)
             if state is not None and state.worth_telling():
                 state.told = state.have if state.told < 0 else state.stable
+                state.told_round = self._round
                 pairs.append((feed, state.told))
         return _chunked(pairs)
 

@@ -11,8 +11,8 @@ canonical form included), and the check would cost more than the rest of
 decoding.
 
 Gossip (GossipSub-style): ``sub``, ``unsub``, ``graft``, ``prune``,
-``ihave``, ``iwant``, ``idontwant``, ``entry``. Sync: ``heads``, ``want``,
-``entries``. ``docs/protocol.md`` specifies each.
+``ihave``, ``iwant``, ``idontwant``, ``choke``, ``unchoke``, ``entry``.
+Sync: ``heads``, ``want``, ``entries``. ``docs/protocol.md`` specifies each.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ __all__ = [
     "SQUARE",
     "WIRE_VERSION",
     "BadMessage",
+    "Choke",
     "EntryBatch",
     "EntryMessage",
     "Graft",
@@ -51,6 +52,7 @@ __all__ = [
     "Prune",
     "RawEntry",
     "Subscribe",
+    "Unchoke",
     "Unsubscribe",
     "Want",
     "WireMessage",
@@ -130,10 +132,10 @@ class Prune:
 
 @dataclass(frozen=True, slots=True)
 class IHave:
-    """Entry ids the sender has seen lately in ``topic``."""
+    """Entry ids the sender has seen lately, by topic: ``(topic, ids)`` pairs,
+    topics distinct, at most :data:`MAX_IDS` ids in all."""
 
-    topic: str
-    ids: tuple[bytes, ...]
+    offers: tuple[tuple[str, tuple[bytes, ...]], ...]
     type = "ihave"
 
 
@@ -151,6 +153,22 @@ class IDontWant:
 
     ids: tuple[bytes, ...]
     type = "idontwant"
+
+
+@dataclass(frozen=True, slots=True)
+class Choke:
+    """Do not push entries of these topics to the sender: announce them (``ihave``)."""
+
+    topics: tuple[str, ...]
+    type = "choke"
+
+
+@dataclass(frozen=True, slots=True)
+class Unchoke:
+    """Push entries of these topics to the sender again."""
+
+    topics: tuple[str, ...]
+    type = "unchoke"
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +221,8 @@ WireMessage = (
     | IHave
     | IWant
     | IDontWant
+    | Choke
+    | Unchoke
     | EntryMessage
     | Heads
     | Want
@@ -218,14 +238,14 @@ def _raw(entry: RawEntry) -> list[Any]:
 
 
 def _body(message: WireMessage) -> dict[str, Any]:
-    if isinstance(message, Subscribe | Unsubscribe):
+    if isinstance(message, Subscribe | Unsubscribe | Choke | Unchoke):
         return {"topics": list(message.topics)}
     if isinstance(message, Graft):
         return {"topic": message.topic}
     if isinstance(message, Prune):
         return {"topic": message.topic, "backoff": message.backoff}
     if isinstance(message, IHave):
-        return {"topic": message.topic, "ids": list(message.ids)}
+        return {"topics": [[topic, list(ids)] for topic, ids in message.offers]}
     if isinstance(message, IWant | IDontWant):
         return {"ids": list(message.ids)}
     if isinstance(message, EntryMessage):
@@ -357,7 +377,19 @@ def _prune(body: dict[str, Any]) -> WireMessage:
 
 
 def _ihave(body: dict[str, Any]) -> WireMessage:
-    return IHave(_topic(_field(body, "topic", str)), _ids(body))
+    offers = _field(body, "topics", list)
+    _count(len(offers), "topic count", 1, MAX_TOPICS)
+    out: list[tuple[str, tuple[bytes, ...]]] = []
+    total = 0
+    for offer in offers:
+        if not isinstance(offer, list) or len(offer) != 2 or not isinstance(offer[1], list):
+            raise _Problem("an offer must be [topic, ids]")
+        total += _count(len(offer[1]), "id count", 1, MAX_IDS)
+        out.append((_topic(offer[0]), tuple(_id(value) for value in offer[1])))
+    _count(total, "id count", 1, MAX_IDS)
+    if len({topic for topic, _ in out}) != len(out):
+        raise _Problem("topics repeat")
+    return IHave(tuple(out))
 
 
 def _iwant(body: dict[str, Any]) -> WireMessage:
@@ -366,6 +398,14 @@ def _iwant(body: dict[str, Any]) -> WireMessage:
 
 def _idontwant(body: dict[str, Any]) -> WireMessage:
     return IDontWant(_ids(body))
+
+
+def _choke(body: dict[str, Any]) -> WireMessage:
+    return Choke(_topics(body))
+
+
+def _unchoke(body: dict[str, Any]) -> WireMessage:
+    return Unchoke(_topics(body))
 
 
 def _entry(body: dict[str, Any]) -> WireMessage:
@@ -416,6 +456,8 @@ _DECODERS: Final[dict[str, Callable[[dict[str, Any]], WireMessage]]] = {
     "ihave": _ihave,
     "iwant": _iwant,
     "idontwant": _idontwant,
+    "choke": _choke,
+    "unchoke": _unchoke,
     "entry": _entry,
     "heads": _heads,
     "want": _want,

@@ -25,7 +25,7 @@ import hashlib
 import logging
 import random
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
@@ -110,6 +110,8 @@ _SYNC_PENALTIES: Final[dict[Fault, tuple[float, float]]] = {
 }
 #: Gossip deliveries judged in one round (their entries stored in one transaction).
 _JUDGE_ROUND: Final = 512
+#: Rounds of at most this many entries are stored in the event loop's thread.
+_INLINE_ROUND: Final = 16
 #: Sync batches waiting to be stored. When the queue is full, the peers
 #: that send more are not read until the store catches up.
 _SYNC_QUEUE: Final = 16
@@ -344,6 +346,13 @@ class Node:
         async with self._db_lock:
             return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
 
+    async def _db_here(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """As :meth:`_db`, in this thread: for calls of a few hundred
+        microseconds, which cost less than handing them to a worker and back
+        (and the event loop's wait for the GIL that a busy worker holds)."""
+        async with self._db_lock:
+            return fn(*args, **kwargs)
+
     async def call_store(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` in the store's worker thread (the store
         is used by one call at a time) and return its result."""
@@ -533,8 +542,9 @@ class Node:
 
     # --- the router -------------------------------------------------------------
 
-    def _flush(self) -> None:
-        """Carry out what the router asked for."""
+    def _flush(self, also: Mapping[bytes, Sequence[WireMessage]] | None = None) -> None:
+        """Carry out what the router asked for; ``also``: more messages by peer
+        that leave with it."""
         # The router hands the same message object to every peer it goes to
         # (an entry forwarded to the mesh): encode it once. What goes to one
         # peer leaves in one write.
@@ -547,6 +557,8 @@ class Node:
             by_peer.setdefault(peer, []).append(data)
             if isinstance(message, EntryMessage):
                 self.entries_out += 1
+        for peer, extra in (also or {}).items():
+            by_peer.setdefault(peer, []).extend(encode_message(message) for message in extra)
         for peer, messages in by_peer.items():
             connection = self._connections.get(peer)
             if connection is not None:
@@ -566,15 +578,19 @@ class Node:
         next_heads = trio.current_time() + self.options.heads_interval
         while True:
             await trio.sleep(interval)
-            self.router.heartbeat(trio.current_time())
-            self._gaps.expire(trio.current_time())
-            self._flush()
-            if trio.current_time() >= next_heads:
+            now = trio.current_time()
+            self.router.heartbeat(now)
+            self._gaps.expire(now)
+            heads: dict[bytes, list[Heads]] = {}
+            if now >= next_heads:
                 # Our progress reaches the peers that share a feed even where
-                # gossip did not bring them the entries (gossip.sync).
+                # gossip did not bring them the entries (gossip.sync); it
+                # leaves with the heartbeat's gossip, one write per peer.
                 for peer, planner in self._planners.items():
-                    self._send_heads(peer, planner.announce_progress())
-                next_heads = trio.current_time() + self.options.heads_interval
+                    if messages := planner.announce_progress():
+                        heads[peer] = messages
+                next_heads = now + self.options.heads_interval
+            self._flush(heads)
 
     async def _judge_deliveries(self) -> None:
         """Judge what the router delivers, in rounds, until cancelled.
@@ -631,7 +647,10 @@ class Node:
         if not parsed:
             return verdicts
         order = sorted(parsed, key=lambda index: (parsed[index].author, parsed[index].seq))
-        report, heads = await self._db(self._store_deliveries, [parsed[i] for i in order])
+        # A small round (the usual one) is stored here: its commit is not
+        # synced to disk (storage.store), so it takes a few hundred microseconds.
+        store = self._db_here if len(order) <= _INLINE_ROUND else self._db
+        report, heads = await store(self._store_deliveries, [parsed[i] for i in order])
         now = trio.current_time()
         gaps = False
         for position, error in report.rejected:

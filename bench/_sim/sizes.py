@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Final
 
 from gossip.wire import (
+    Choke,
     EntryMessage,
     Graft,
     Heads,
@@ -20,6 +21,7 @@ from gossip.wire import (
     IWant,
     Prune,
     Subscribe,
+    Unchoke,
     Unsubscribe,
     Want,
     WireMessage,
@@ -65,7 +67,7 @@ class WireSizes:
             return (kind, topics, len(entry.header), len(entry.signature), payload)
         if kind is IHave:
             assert isinstance(message, IHave)
-            return (kind, len(message.topic), len(message.ids))
+            return (kind, *((len(topic), len(ids)) for topic, ids in message.offers))
         if kind is IWant or kind is IDontWant:
             assert isinstance(message, IWant | IDontWant)
             return (kind, len(message.ids))
@@ -75,8 +77,8 @@ class WireSizes:
         if kind is Prune:
             assert isinstance(message, Prune)
             return (kind, len(message.topic), _int_class(message.backoff))
-        if kind is Subscribe or kind is Unsubscribe:
-            assert isinstance(message, Subscribe | Unsubscribe)
+        if kind in (Subscribe, Unsubscribe, Choke, Unchoke):
+            assert isinstance(message, Subscribe | Unsubscribe | Choke | Unchoke)
             lengths = [len(topic) for topic in message.topics]
             if max(lengths, default=0) > 255:
                 return None

@@ -283,7 +283,7 @@ def _messages() -> tuple[WireMessage, ...]:
         Unsubscribe((SQUARE,)),
         Graft(_TOPIC),
         Prune(_TOPIC, 60),
-        IHave(_TOPIC, ids),
+        IHave(((_TOPIC, ids),)),
         IWant(ids[:2]),
         IDontWant(ids[2:]),
         EntryMessage((_TOPIC, SQUARE), _raw(chain[0])),

@@ -21,6 +21,7 @@ from gossip.router import Delivery, Router, RouterParams, Verdict
 from gossip.wire import (
     MAX_TOPICS,
     SQUARE,
+    Choke,
     EntryBatch,
     EntryMessage,
     Graft,
@@ -30,6 +31,7 @@ from gossip.wire import (
     Prune,
     RawEntry,
     Subscribe,
+    Unchoke,
     Unsubscribe,
     WireMessage,
     feed_topic,
@@ -85,6 +87,22 @@ def accepted_from(r: Router, source: bytes, n: int, now: float = 0.0) -> bytes:
     r.validated(eid, Verdict.ACCEPT, now)
     r.deliveries()
     return eid
+
+
+def choke_by_duplicates(r: Router, mesh: list[bytes], *, first: bytes) -> set[bytes]:
+    """An entry comes from ``first``, then a copy from each other mesh peer in
+    turn; at the next heartbeat the router chokes the late ones. Returns the
+    peers it sent CHOKE for TOPIC (outputs drained)."""
+    eid, message = entry(99)
+    r.handle_entry(first, eid, message, 5.0)
+    for other in mesh:
+        if other != first:
+            r.handle_entry(other, eid, message, 5.0)
+    r.validated(eid, Verdict.ACCEPT, 5.0)
+    r.deliveries()
+    r.drain()
+    r.heartbeat(6.0)
+    return {to for to, m in sent(r, Choke) if TOPIC in m.topics}  # type: ignore[attr-defined]
 
 
 # --- parameters and misuse ------------------------------------------------------
@@ -441,7 +459,7 @@ def test_a_graylisted_peer_is_ignored() -> None:
     assert P.disconnect_threshold < r.score(peer(1)) < P.graylist_threshold
     r.drain()
     r.deliveries()
-    r.handle(peer(1), IHave(TOPIC, (b"\x07" * 32,)), 0.0)
+    r.handle(peer(1), IHave(((TOPIC, (b"\x07" * 32,)),)), 0.0)
     r.handle_entry(peer(1), *entry(50), 0.0)
     assert r.drain() == []
     assert r.deliveries() == []
@@ -506,14 +524,14 @@ def test_ihave_iwant_entry() -> None:
     r.join(TOPIC, 0.0)
     r.drain()
     eid, message = entry(1)
-    r.handle(peer(1), IHave(TOPIC, (eid, eid)), 0.0)
+    r.handle(peer(1), IHave(((TOPIC, (eid, eid)),)), 0.0)
     assert sent(r) == [(peer(1), IWant((eid,)))]
-    r.handle(peer(2), IHave(TOPIC, (eid,)), 0.5)  # asked already, this heartbeat
+    r.handle(peer(2), IHave(((TOPIC, (eid,)),)), 0.5)  # asked already, this heartbeat
     assert sent(r) == []
     r.handle_entry(peer(1), eid, message, 0.6)
     assert r.deliveries() == [Delivery(peer(1), eid, message)]
     r.validated(eid, Verdict.ACCEPT, 0.6)
-    r.handle(peer(3), IHave(TOPIC, (eid,)), 0.7)  # seen: not asked again
+    r.handle(peer(3), IHave(((TOPIC, (eid,)),)), 0.7)  # seen: not asked again
     assert sent(r, IWant) == []
     for t in range(1, 6):
         r.heartbeat(float(t))
@@ -525,10 +543,10 @@ def test_a_lost_iwant_answer_is_asked_of_another_advertiser_next_heartbeat() -> 
     r.join(TOPIC, 0.0)
     r.drain()
     eid, _ = entry(1)
-    r.handle(peer(1), IHave(TOPIC, (eid,)), 0.0)
+    r.handle(peer(1), IHave(((TOPIC, (eid,)),)), 0.0)
     r.heartbeat(1.0)
     r.drain()
-    r.handle(peer(2), IHave(TOPIC, (eid,)), 1.1)
+    r.handle(peer(2), IHave(((TOPIC, (eid,)),)), 1.1)
     assert sent(r) == [(peer(2), IWant((eid,)))]
 
 
@@ -584,9 +602,9 @@ def test_an_unanswered_iwant_is_a_broken_promise() -> None:
     r = connected(2)
     r.join(TOPIC, 0.0)
     for n in range(3):
-        r.handle(peer(1), IHave(TOPIC, (entry(n)[0],)), float(n))
+        r.handle(peer(1), IHave(((TOPIC, (entry(n)[0],)),)), float(n))
         r.heartbeat(float(n) + 1)
-    r.handle(peer(2), IHave(TOPIC, (entry(10)[0],)), 0.0)
+    r.handle(peer(2), IHave(((TOPIC, (entry(10)[0],)),)), 0.0)
     r.handle_entry(peer(2), *entry(10), 1.0)  # peer 2 keeps its promise
     for t in range(4, 8):
         r.heartbeat(float(t))
@@ -602,18 +620,18 @@ def test_ihave_is_bounded_per_peer_and_heartbeat() -> None:
     r.drain()
     for n in range(10):
         ids = tuple((1000 * n + k).to_bytes(32, "big") for k in range(20))
-        r.handle(peer(1), IHave(TOPIC, ids), 0.0)
+        r.handle(peer(1), IHave(((TOPIC, ids),)), 0.0)
     asked = [i for _, m in sent(r, IWant) for i in m.ids]  # type: ignore[union-attr]
     assert len(asked) == 50
     assert r.stats().promises == 3
     r.heartbeat(1.0)
-    r.handle(peer(1), IHave(TOPIC, (b"\x09" * 32,)), 1.0)
+    r.handle(peer(1), IHave(((TOPIC, (b"\x09" * 32,)),)), 1.0)
     assert len(sent(r, IWant)) == 1
 
 
 def test_ihave_for_a_topic_we_are_not_in_is_ignored() -> None:
     r = connected(1)
-    r.handle(peer(1), IHave(OTHER, (b"\x01" * 32,)), 0.0)
+    r.handle(peer(1), IHave(((OTHER, (b"\x01" * 32,)),)), 0.0)
     assert r.drain() == []
 
 
@@ -651,8 +669,8 @@ def test_idontwant_is_respected_when_forwarding() -> None:
     assert receivers(sent(r, EntryMessage)) == r.mesh(TOPIC) - {a, b}
 
 
-def test_every_entry_is_announced_with_idontwant_on_receipt_before_its_verdict() -> None:
-    r = connected(8)
+def test_idontwant_min_size_0_announces_every_entry_on_receipt_before_its_verdict() -> None:
+    r = connected(8, params=RouterParams(idontwant_min_size=0))
     r.join(TOPIC, 0.0)
     source = next(iter(r.mesh(TOPIC)))
     r.drain()
@@ -683,6 +701,22 @@ def test_idontwant_min_size_leaves_smaller_entries_unannounced() -> None:
     assert set(out) == {(p, IDontWant((big_id,))) for p in r.mesh(TOPIC) - {source}}
 
 
+def test_by_default_only_large_entries_are_announced_and_not_to_choked_peers() -> None:
+    r = connected(8)
+    r.join(TOPIC, 0.0)
+    mesh = sorted(r.mesh(TOPIC))
+    r.drain()
+    small_id, small = entry(1, size=P.idontwant_min_size - 1)
+    r.handle_entry(mesh[0], small_id, small, 0.0)
+    assert sent(r, IDontWant) == []
+    choked = choke_by_duplicates(r, mesh, first=mesh[0])
+    assert choked
+    big_id, big = entry(50, size=P.idontwant_min_size)
+    r.handle_entry(mesh[0], big_id, big, 9.0)
+    # Choked peers push nothing to us: they need not hear it.
+    assert receivers(sent(r, IDontWant)) == set(mesh) - {mesh[0]} - choked
+
+
 def test_an_idontwant_that_comes_while_the_entry_is_judged_keeps_it_from_that_peer() -> None:
     # The case IDONTWANT is for: two mesh peers get the entry at about the
     # same time, and each tells the other before either has judged it.
@@ -710,13 +744,13 @@ def test_a_peer_that_advertised_an_entry_is_sent_neither_it_nor_gossip_of_it() -
     r.drain()
     eid, message = entry(1)
     r.handle_entry(source, eid, message, 0.0)
-    r.handle(advertiser, IHave(TOPIC, (eid,)), 0.01)  # while the node judges it
-    r.handle(outside[0], IHave(TOPIC, (eid,)), 0.01)
+    r.handle(advertiser, IHave(((TOPIC, (eid,)),)), 0.01)  # while the node judges it
+    r.handle(outside[0], IHave(((TOPIC, (eid,)),)), 0.01)
     r.drain()
     r.validated(eid, Verdict.ACCEPT, 0.02)
     assert receivers(sent(r, EntryMessage)) == set(mesh) - {source, advertiser}
     r.heartbeat(1.0)
-    assert sent(r, IHave) == [(outside[1], IHave(TOPIC, (eid,)))]
+    assert sent(r, IHave) == [(outside[1], IHave(((TOPIC, (eid,)),)))]
 
 
 def test_idontwant_is_bounded_per_peer() -> None:
@@ -742,12 +776,204 @@ def test_a_peer_below_the_gossip_threshold_gets_and_gives_no_gossip() -> None:
     source = next(iter(mesh))
     eid = accepted_from(r, source, 10)
     r.drain()
-    r.handle(low, IHave(TOPIC, (entry(11)[0],)), 0.1)
+    r.handle(low, IHave(((TOPIC, (entry(11)[0],)),)), 0.1)
     r.handle(low, IWant((eid,)), 0.1)
     assert r.drain() == []
     for t in range(1, 4):
         r.heartbeat(float(t))
         assert low not in receivers(sent(r, IHave))
+
+
+# --- choking ---------------------------------------------------------------------------
+
+
+def test_late_deliverers_are_choked_and_the_earliest_d_unchoked_keep_pushing() -> None:
+    r = connected(8)
+    r.join(TOPIC, 0.0)
+    mesh = sorted(r.mesh(TOPIC))
+    assert len(mesh) == P.d
+    choked = choke_by_duplicates(r, mesh, first=mesh[0])
+    # The first and the second copy's senders stay; the later ones are choked.
+    assert choked == set(mesh[P.d_unchoked :])
+    assert r.choked(TOPIC) == choked
+    # Each told once: no CHOKE again at a quiet heartbeat.
+    r.heartbeat(7.0)
+    assert sent(r, Choke) == []
+
+
+def test_peers_that_delivered_nothing_stay_unchoked() -> None:
+    r = connected(8)
+    r.join(TOPIC, 0.0)
+    mesh = sorted(r.mesh(TOPIC))
+    eid, message = entry(1)
+    for sender in mesh[:4]:
+        r.handle_entry(sender, eid, message, 0.5)
+    r.validated(eid, Verdict.ACCEPT, 0.5)
+    r.drain()
+    r.heartbeat(1.0)
+    assert r.choked(TOPIC) == set(mesh[2:4])
+
+
+def test_choking_can_be_switched_off() -> None:
+    r = connected(8, params=RouterParams(choking=False))
+    r.join(TOPIC, 0.0)
+    assert choke_by_duplicates(r, sorted(r.mesh(TOPIC)), first=peer(1)) == set()
+
+
+def test_a_peer_that_choked_us_gets_ihave_instead_of_entries() -> None:
+    r = connected(8)
+    r.join(TOPIC, 0.0)
+    a, b, lazy = sorted(r.mesh(TOPIC))[:3]
+    r.handle(lazy, Choke((TOPIC,)), 0.1)
+    assert r.choked_by(TOPIC) == {lazy}
+    eid = accepted_from(r, a, 1, now=0.2)
+    forwarded = receivers(sent(r, EntryMessage))
+    assert lazy not in forwarded
+    assert forwarded == r.mesh(TOPIC) - {a, lazy}
+    r.heartbeat(1.0)
+    offers = {to: m.offers for to, m in sent(r, IHave)}  # type: ignore[attr-defined]
+    assert offers[lazy] == ((TOPIC, (eid,)),)
+    # Unchoked, it is pushed to again.
+    r.handle(lazy, Unchoke((TOPIC,)), 1.1)
+    accepted_from(r, b, 2, now=1.2)
+    assert lazy in receivers(sent(r, EntryMessage))
+
+
+def test_own_entries_are_flood_published_to_peers_that_choked_us() -> None:
+    r = connected(8)
+    r.join(TOPIC, 0.0)
+    lazy = sorted(r.mesh(TOPIC))[0]
+    r.handle(lazy, Choke((TOPIC,)), 0.1)
+    eid, message = entry(1)
+    r.publish(eid, message, 0.2)
+    assert lazy in receivers(sent(r, EntryMessage))
+
+
+def test_choke_from_a_peer_outside_the_mesh_is_ignored() -> None:
+    r = connected(10)
+    r.join(TOPIC, 0.0)
+    outsider = next(p for p in map(peer, range(1, 11)) if p not in r.mesh(TOPIC))
+    r.handle(outsider, Choke((TOPIC, OTHER)), 0.1)
+    assert r.stats().choked_by == 0
+
+
+def test_a_choked_peer_that_announces_an_unseen_entry_is_unchoked_at_once() -> None:
+    r = connected(8)
+    r.join(TOPIC, 0.0)
+    mesh = sorted(r.mesh(TOPIC))
+    choked = choke_by_duplicates(r, mesh, first=mesh[0])
+    early = sorted(choked)[0]
+    eid, _ = entry(7)
+    r.handle(early, IHave(((TOPIC, (eid,)),)), 6.5)
+    out = r.drain()
+    assert (early, Unchoke((TOPIC,))) in out
+    assert (early, IWant((eid,))) in out
+    assert early not in r.choked(TOPIC)
+    # Announcing what we have already unchokes nobody.
+    late = sorted(choked)[1]
+    r.handle(late, IHave(((TOPIC, (entry(99)[0],)),)), 6.6)
+    assert sent(r, Unchoke) == []
+    assert late in r.choked(TOPIC)
+
+
+def test_leaving_the_mesh_ends_choking_both_ways() -> None:
+    r = connected(8)
+    r.join(TOPIC, 0.0)
+    mesh = sorted(r.mesh(TOPIC))
+    choked = sorted(choke_by_duplicates(r, mesh, first=mesh[0]))
+    r.handle(choked[0], Choke((TOPIC,)), 6.1)
+    assert choked[0] in r.choked_by(TOPIC)
+    r.handle(choked[0], Prune(TOPIC, 60), 6.2)
+    assert choked[0] not in r.choked(TOPIC)
+    assert choked[0] not in r.choked_by(TOPIC)
+    r.remove_peer(choked[1], 6.3)
+    assert choked[1] not in r.choked(TOPIC)
+    r.leave(TOPIC, 6.4)
+    assert r.stats().choking == r.stats().choked_by == 0
+
+
+def test_peers_are_unchoked_when_too_few_push_to_us() -> None:
+    r = connected(8)
+    r.join(TOPIC, 0.0)
+    mesh = sorted(r.mesh(TOPIC))
+    choked = choke_by_duplicates(r, mesh, first=mesh[0])
+    for pusher in mesh[: P.d_unchoked]:
+        r.remove_peer(pusher, 6.5)
+    r.heartbeat(7.0)
+    # The mesh was repaired from the two peers outside it, who push: enough.
+    unchoked = r.mesh(TOPIC) - r.choked(TOPIC)
+    assert len(unchoked) >= P.d_unchoked
+    r2 = connected(P.d)
+    r2.join(TOPIC, 0.0)
+    mesh2 = sorted(r2.mesh(TOPIC))
+    choked2 = choke_by_duplicates(r2, mesh2, first=mesh2[0])
+    assert choked2
+    r2.remove_peer(mesh2[0], 6.5)
+    r2.heartbeat(7.0)
+    # No peer left to graft: one that was choked is asked to push again.
+    assert len(r2.mesh(TOPIC) - r2.choked(TOPIC)) == P.d_unchoked
+    assert [to for to, _ in sent(r2, Unchoke)] != []
+    assert choked
+
+
+def test_a_peer_that_pushes_though_choked_is_told_again_its_own_entries_excepted() -> None:
+    r = connected(8)
+    r.join(TOPIC, 0.0)
+    mesh = sorted(r.mesh(TOPIC))
+    late = sorted(choke_by_duplicates(r, mesh, first=mesh[0]))[0]
+    eid = accepted_from(r, mesh[0], 3, now=6.1)
+    r.handle_entry(late, eid, entry(3)[1], 6.2)  # a duplicate pushed though choked
+    r.drain()
+    r.heartbeat(7.0)
+    assert (late, Choke((TOPIC,))) in r.drain()
+    own_topic = feed_topic(late)
+    r.join(own_topic, 7.1)
+    r.handle(late, Subscribe((own_topic,)), 7.1)
+    own = EntryMessage((TOPIC, own_topic), RawEntry(b"own", b"s" * 64, b""))
+    own_id = b"\x42" * 32
+    r.handle_entry(mesh[0], own_id, own, 7.2)
+    r.handle_entry(late, own_id, own, 7.2)
+    r.drain()
+    r.heartbeat(8.0)
+    assert not any(to == late and TOPIC in m.topics for to, m in sent(r, Choke))  # type: ignore[attr-defined]
+
+
+def test_floods_of_choke_and_unchoke_are_penalised() -> None:
+    r = connected(8)
+    r.join(TOPIC, 0.0)
+    noisy = sorted(r.mesh(TOPIC))[0]
+    for n in range(P.max_choke_messages):
+        r.handle(noisy, (Choke if n % 2 else Unchoke)((TOPIC,)), 0.1)
+    assert r.score(noisy) == 0.0
+    for _ in range(5):
+        r.handle(noisy, Choke((TOPIC,)), 0.1)
+    assert r.score(noisy) < 0.0
+
+
+def test_one_ihave_per_peer_and_heartbeat_whatever_the_topics() -> None:
+    topics = tuple(feed_topic(bytes([n]) * 32) for n in range(1, 9))
+    r = connected(30, topics=topics)
+    for topic in topics:
+        r.join(topic, 0.0)
+    for n, topic in enumerate(topics):
+        source = sorted(r.mesh(topic))[0]
+        eid, message = entry(n, topics=(topic,))
+        r.handle_entry(source, eid, message, 0.1)
+        r.validated(eid, Verdict.ACCEPT, 0.1)
+    r.deliveries()
+    r.drain()
+    r.heartbeat(1.0)
+    ihaves = sent(r, IHave)
+    targets = [to for to, _ in ihaves]
+    assert len(targets) == len(set(targets))
+    # Each topic reached d_lazy peers outside its mesh: fewer messages than that
+    # for every topic on its own, since each heartbeat draws one peer order.
+    reached = {topic: 0 for topic in topics}
+    for _, message in ihaves:
+        for topic, _ in message.offers:  # type: ignore[attr-defined]
+            reached[topic] += 1
+    assert all(count >= P.d_lazy for count in reached.values())
+    assert len(ihaves) < len(topics) * P.d_lazy
 
 
 # --- gossip emission and caches ------------------------------------------------------
@@ -764,7 +990,7 @@ def test_heartbeat_gossips_recent_ids_to_d_lazy_peers_outside_the_mesh() -> None
     ihaves = sent(r, IHave)
     assert len(ihaves) == P.d_lazy
     assert receivers(ihaves).isdisjoint(mesh)
-    assert all(sorted(m.ids) == sorted(ids) for _, m in ihaves)  # type: ignore[union-attr]
+    assert all(m.offers == ((TOPIC, tuple(ids)),) for _, m in ihaves)  # type: ignore[union-attr]
     for t in range(2, 2 + P.mcache_gossip - 1):
         r.heartbeat(float(t))
         assert len(sent(r, IHave)) == P.d_lazy
@@ -783,7 +1009,7 @@ def test_gossip_advertises_at_most_max_ihave_ids() -> None:
     r.heartbeat(1.0)
     ihaves = sent(r, IHave)
     assert ihaves
-    assert all(len(m.ids) == 5 for _, m in ihaves)  # type: ignore[union-attr]
+    assert all(len(m.offers[0][1]) == 5 for _, m in ihaves)  # type: ignore[union-attr]
 
 
 def test_caches_expire() -> None:
@@ -794,7 +1020,7 @@ def test_caches_expire() -> None:
     late_id, late = entry(2)
     r.handle_entry(peer(1), late_id, late, 0.0)  # never judged
     r.deliveries()
-    r.handle(peer(2), IHave(TOPIC, (entry(3)[0],)), 0.0)
+    r.handle(peer(2), IHave(((TOPIC, (entry(3)[0],)),)), 0.0)
     assert r.stats().cached == 1
     assert r.stats().pending == 1
     r.drain()
@@ -917,7 +1143,8 @@ def test_simulation_with_lossy_links_recovers_through_gossip() -> None:
 def test_simulation_idontwant_saves_copies_when_validation_is_slow() -> None:
     # IDONTWANT helps when the validation delay is comparable to link latency.
     def redundancy(idontwant_min_size: int) -> float:
-        params = RouterParams(idontwant_min_size=idontwant_min_size)
+        # Without choking, which saves the copies that IDONTWANT is racing for.
+        params = RouterParams(idontwant_min_size=idontwant_min_size, choking=False)
         net = SimNet(40, seed=3, params=params, validation_delay=0.03)
         run_simulation(net, entries=20)
         report = net.report()
@@ -925,7 +1152,21 @@ def test_simulation_idontwant_saves_copies_when_validation_is_slow() -> None:
         return report.redundancy
 
     assert redundancy(0) < redundancy(10**6) - 0.5
-    assert redundancy(P.idontwant_min_size) == redundancy(0)  # the default
+
+
+def test_simulation_choking_cuts_copies_and_still_delivers_everything() -> None:
+    def run(choking: bool) -> tuple[float, float]:
+        net = SimNet(60, seed=5, params=RouterParams(choking=choking))
+        run_simulation(net, entries=60)
+        report = net.report()
+        assert report.delivery_ratio == 1.0
+        assert report.disconnects == 0
+        return report.redundancy, max(report.latencies)
+
+    redundancy, latest = run(True)
+    unchoked, _ = run(False)
+    assert redundancy < unchoked / 2
+    assert latest < 3 * P.heartbeat_interval
 
 
 def test_simulation_cuts_off_a_forger_and_delivers_the_rest() -> None:
@@ -975,9 +1216,14 @@ control_messages = st.one_of(
     st.builds(Unsubscribe, topic_tuples),
     st.builds(Graft, topic_st),
     st.builds(Prune, topic_st, st.integers(0, 3600)),
-    st.builds(IHave, topic_st, id_tuples),
+    st.builds(
+        IHave,
+        st.lists(st.tuples(topic_st, id_tuples), min_size=1, max_size=3).map(tuple),
+    ),
     st.builds(IWant, id_tuples),
     st.builds(IDontWant, id_tuples),
+    st.builds(Choke, topic_tuples),
+    st.builds(Unchoke, topic_tuples),
 )
 
 
@@ -1082,8 +1328,13 @@ class HostilePeer(RuleBasedStateMachine):
         assert stats.promises <= peers * SMALL.max_ihave_messages * rounds
         assert stats.asked <= peers * SMALL.max_iwant_ids * rounds
         assert stats.backoffs <= (len(HONEST) + 1) * len(TOPICS)
+        assert stats.choking <= stats.mesh_links
+        assert stats.choked_by <= stats.mesh_links
         for topic in self.router.joined:
-            assert self.router.mesh(topic) <= self.connected
+            mesh = self.router.mesh(topic)
+            assert mesh <= self.connected
+            assert self.router.choked(topic) <= mesh
+            assert self.router.choked_by(topic) <= mesh
 
 
 TestHostilePeer = HostilePeer.TestCase
@@ -1102,7 +1353,7 @@ def test_a_peer_that_joins_the_mesh_is_offered_what_went_round_before() -> None:
     r.heartbeat(1.0)
     assert r.mesh(TOPIC) == {peer(1), peer(2)}
     ihaves = sent(r, IHave)
-    assert ihaves == [(peer(2), IHave(TOPIC, (entry_id,)))]  # not to its source
+    assert ihaves == [(peer(2), IHave(((TOPIC, (entry_id,)),)))]  # not to its source
     r.heartbeat(2.0)
     assert sent(r, IHave) == []  # offered once
 
@@ -1152,7 +1403,7 @@ def test_forgeries_from_many_peers_do_not_make_us_an_iwant_flooder() -> None:
     # Regression: for each rejected entry we asked the mesh peers told
     # IDONTWANT for a genuine copy, without bound. Sybils that sent a few
     # forgeries each made our honest neighbour cut us off for flooding IWANTs.
-    us = router()
+    us = router(RouterParams(idontwant_min_size=0))
     neighbour = Router(peer(1), P, random.Random(1))
     us.add_peer(peer(1), 0.0)
     us.handle(peer(1), Subscribe((TOPIC,)), 0.0)

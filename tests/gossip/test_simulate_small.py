@@ -40,7 +40,7 @@ def test_hops_latency_redundancy_and_bytes_are_measured(quiet: SimResult) -> Non
     assert quiet.redundancy >= 0.0
     # Every delivery took at least the entry's own bytes, and control traffic.
     assert quiet.bytes_per_delivery > quiet.entry_bytes > 200
-    assert {"entry", "idontwant", "ihave"} <= set(quiet.bytes_by_type)
+    assert {"entry", "ihave", "heads"} <= set(quiet.bytes_by_type)
     assert "delivery   100.0000%" in format_result(quiet)
 
 

@@ -25,6 +25,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from gossip.sync import (
     MENTIONED_FEEDS,
+    MOVING_HEAD_ROUNDS,
     PREVIEW_SIZE,
     BatchOutcome,
     Fault,
@@ -162,7 +163,7 @@ def test_an_offer_at_or_below_the_head_asks_nothing() -> None:
     assert planner.idle
 
 
-def test_a_head_that_moves_is_told_after_a_round_to_a_peer_that_replicates_the_feed() -> None:
+def test_a_head_is_told_once_it_stood_a_round_to_a_peer_that_replicates_the_feed() -> None:
     planner = SyncPlanner([A, B], {A: 2, B: 2})
     planner.hello()
     planner.on_heads(Heads(((A, 2),)))  # the peer replicates A, not B
@@ -171,14 +172,27 @@ def test_a_head_that_moves_is_told_after_a_round_to_a_peer_that_replicates_the_f
     planner.on_local_head(B, 5)
     assert planner.announce_progress() == []  # gossip may still be bringing it
     planner.on_local_head(A, 6)
-    assert planner.announce_progress() == [Heads(((A, 5),))]
-    assert planner.announce_progress() == [Heads(((A, 6),))]
+    assert planner.announce_progress() == []  # still moving: gossip carries it
+    assert planner.announce_progress() == [Heads(((A, 6),))]  # stood a round
     assert planner.announce_progress() == []  # told once
     planner.on_local_head(A, 7)
     planner.on_heads(Heads(((A, 9),)))
     assert planner.announce() == []
     planner.announce_progress()
     assert planner.announce_progress() == []  # the peer holds more
+
+
+def test_a_head_that_keeps_moving_is_told_every_so_many_rounds() -> None:
+    planner = SyncPlanner([A], {A: 0})
+    planner.hello()
+    planner.on_heads(Heads(((A, 0),)))
+    told: list[int] = []
+    for round_ in range(1, 3 * MOVING_HEAD_ROUNDS + 1):
+        planner.on_local_head(A, round_)
+        for message in planner.announce_progress():
+            told.append(round_)
+            assert message == Heads(((A, round_ - 1),))  # as of the round before
+    assert told == [MOVING_HEAD_ROUNDS, 2 * MOVING_HEAD_ROUNDS, 3 * MOVING_HEAD_ROUNDS]
 
 
 def test_heads_from_a_peer_behind_are_answered_even_if_told_before() -> None:

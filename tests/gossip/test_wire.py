@@ -4,6 +4,8 @@ BadMessage that names the problem."""
 from __future__ import annotations
 
 import contextlib
+import re
+from pathlib import Path
 
 import msgpack
 import pytest
@@ -16,6 +18,7 @@ from gossip.wire import (
     MAX_WIRE_MESSAGE,
     SQUARE,
     BadMessage,
+    Choke,
     EntryBatch,
     EntryMessage,
     Graft,
@@ -27,6 +30,7 @@ from gossip.wire import (
     Prune,
     RawEntry,
     Subscribe,
+    Unchoke,
     Unsubscribe,
     Want,
     WireMessage,
@@ -67,9 +71,16 @@ messages: st.SearchStrategy[WireMessage] = st.one_of(
     st.builds(Unsubscribe, topic_lists),
     st.builds(Graft, topics),
     st.builds(Prune, topics, st.integers(0, 3600)),
-    st.builds(IHave, topics, id_lists),
+    st.builds(
+        IHave,
+        st.dictionaries(topics, id_lists, min_size=1, max_size=4).map(
+            lambda offers: tuple(offers.items())
+        ),
+    ),
     st.builds(IWant, id_lists),
     st.builds(IDontWant, id_lists),
+    st.builds(Choke, topic_lists),
+    st.builds(Unchoke, topic_lists),
     st.builds(EntryMessage, topic_lists, raw_entries),
     st.builds(Heads, st.dictionaries(ids, seqs, max_size=8).map(lambda d: tuple(d.items()))),
     wants(),
@@ -126,6 +137,8 @@ def test_arbitrary_bytes_are_a_bad_message_or_a_message(data: bytes) -> None:
             "ihave",
             "iwant",
             "idontwant",
+            "choke",
+            "unchoke",
             "entry",
             "heads",
             "want",
@@ -250,3 +263,27 @@ def test_an_oversize_length_is_refused_before_the_body_arrives() -> None:
     buffer.feed((MAX_WIRE_MESSAGE + 1).to_bytes(4, "big"))
     with pytest.raises(BadMessage, match="larger than"):
         buffer.next_body()
+
+
+def _document_vectors() -> list[bytes]:
+    """The hex blocks of docs/protocol.md section 10.1, in order."""
+    text = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text(encoding="utf-8")
+    section = text[text.index("### 10.1 Wire message vectors") :]
+    return [
+        bytes.fromhex("".join(block.split()))
+        for block in re.findall(r"```\n([0-9a-f\n]+)```", section)
+    ]
+
+
+def test_the_wire_vectors_of_the_protocol_document() -> None:
+    topic = feed_topic(bytes(range(32)))
+    expected: list[WireMessage] = [
+        IHave(((topic, (b"\x01" * 32, b"\x02" * 32)), (SQUARE, (b"\x03" * 32,)))),
+        Choke((topic, SQUARE)),
+        Unchoke((topic,)),
+    ]
+    vectors = _document_vectors()
+    assert len(vectors) == len(expected)
+    for data, message in zip(vectors, expected, strict=True):
+        assert encode_message(message) == data
+        assert decode_message_untrusted(data[4:]) == message
