@@ -396,7 +396,12 @@ async def _run(args: argparse.Namespace) -> None:
     started = trio.current_time()
     options = NodeOptions(
         heads_interval=args.heads_interval,
-        router=replace(RouterParams(), idontwant_min_size=args.idontwant_min_size),
+        router=replace(
+            RouterParams(),
+            idontwant_min_size=args.idontwant_min_size,
+            d_unchoked=args.d_unchoked,
+            choking=args.choking,
+        ),
     )
     async with open_swarm(count, options=options) as swarm:
         print(
@@ -506,6 +511,18 @@ def main() -> None:
     )
     parser.add_argument(
         "--mesh-wait", type=float, default=60.0, help="wait at most S s for the meshes"
+    )
+    parser.add_argument(
+        "--d-unchoked",
+        type=int,
+        default=RouterParams().d_unchoked,
+        help="RouterParams.d_unchoked of every node (to compare settings)",
+    )
+    parser.add_argument(
+        "--no-choking",
+        dest="choking",
+        action="store_false",
+        help="RouterParams.choking=False for every node (to compare settings)",
     )
     parser.add_argument(
         "--quiet",

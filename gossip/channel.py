@@ -35,8 +35,9 @@ from .noise import TAG_SIZE
 
 __all__ = ["HANDSHAKE_FRAME_TIME", "HANDSHAKE_TIMEOUT", "SecureStream", "secure_handshake"]
 
-#: Where a socket's descriptor takes a plain ``write`` (everywhere but Windows).
-_WRITE_SOCKETS: Final = os.name == "posix"
+#: Where a socket's descriptor takes a plain ``read`` and ``write`` (everywhere
+#: but Windows).
+_DIRECT_SOCKETS: Final = os.name == "posix"
 
 #: Seconds a handshake may take before the connection is dropped.
 HANDSHAKE_TIMEOUT: Final = 10.0
@@ -181,19 +182,27 @@ class SecureStream(trio.abc.Stream):
         Raises ``trio.BrokenResourceError`` if the connection failed.
         """
         self._check_open()
-        if self._sending or not _WRITE_SOCKETS:
-            return 0
-        transport = self.transport_stream
-        if not isinstance(transport, trio.SocketStream):
+        if self._sending or not self.direct:
             return 0
         try:
-            return os.write(transport.socket.fileno(), sealed)
+            return os.write(self._fileno(), sealed)
         except BlockingIOError:
             return 0
         except OSError as exc:
             # As in send_sealed: part of a frame may be out, nothing after it is readable.
             self._broken = exc
             raise trio.BrokenResourceError(f"the connection failed: {exc}") from exc
+
+    @property
+    def direct(self) -> bool:
+        """Whether the transport is a socket this stream can read and write
+        itself (:meth:`send_sealed_nowait`, :meth:`receive_nowait`)."""
+        return _DIRECT_SOCKETS and isinstance(self.transport_stream, trio.SocketStream)
+
+    def _fileno(self) -> int:
+        transport = self.transport_stream
+        assert isinstance(transport, trio.SocketStream)
+        return transport.socket.fileno()
 
     async def send_sealed(self, sealed: bytes | memoryview) -> None:
         """Write ``sealed`` (from :meth:`seal`) to the transport."""
@@ -247,6 +256,63 @@ class SecureStream(trio.abc.Stream):
             return chunk
         finally:
             self._receiving = False
+
+    async def wait_readable(self) -> None:
+        """Wait until there is something to read (only where :attr:`direct`):
+        bytes on the socket, or a whole frame already buffered."""
+        self._check_open()
+        if self._plaintext or self._frames.ready:
+            await trio.lowlevel.checkpoint()
+        else:
+            await trio.lowlevel.wait_readable(self._fileno())
+
+    def receive_nowait(self) -> bytes | None:
+        """The bytes that arrived, decrypted, without waiting (only where
+        :attr:`direct`): ``b""`` once the peer closed the connection, ``None``
+        while no whole frame is in (then :meth:`wait_readable`).
+
+        One read of the socket and no scheduling, where ``receive_some`` goes
+        through the socket wrapper's checkpoints and, when nothing is in yet,
+        a first read that fails. Raises ``trio.BrokenResourceError`` as
+        ``receive_some`` does, and ``trio.BusyResourceError`` while another
+        task receives.
+        """
+        if self._receiving:
+            raise trio.BusyResourceError("another task is receiving on this stream")
+        self._check_open()
+        self._decrypt_buffered()
+        if not self._plaintext:
+            try:
+                data = os.read(self._fileno(), _RECEIVE_CHUNK)
+            except BlockingIOError:
+                return None
+            except OSError as exc:
+                self._broken = exc
+                raise trio.BrokenResourceError(f"the connection failed: {exc}") from exc
+            if not data:
+                if self._frames.pending:
+                    self._broken = HandshakeFailed("the connection ended inside a frame")
+                    raise trio.BrokenResourceError(
+                        "the peer sent bad data: the connection ended inside a frame"
+                    ) from self._broken
+                return b""
+            self._frames.feed(data)
+            self._decrypt_buffered()
+            if not self._plaintext:
+                return None
+        chunk = bytes(self._plaintext)
+        self._plaintext.clear()
+        return chunk
+
+    def _decrypt_buffered(self) -> None:
+        """Decrypt the whole frames buffered into the plaintext."""
+        decrypt = self.session.transport.receive.decrypt
+        try:
+            while (frame := self._frames.next_frame()) is not None:
+                self._plaintext += decrypt(b"", frame)
+        except HandshakeFailed as exc:
+            self._broken = exc
+            raise trio.BrokenResourceError(f"the peer sent bad data: {exc}") from exc
 
     async def _next_frame(self) -> bytes | None:
         try:

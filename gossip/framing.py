@@ -72,6 +72,12 @@ class LengthPrefixed:
         return length
 
     @property
+    def ready(self) -> bool:
+        """Whether a whole body is buffered (:meth:`next_body` returns it)."""
+        length = self.announced
+        return length is not None and len(self._buffer) >= self._header.size + length
+
+    @property
     def pending(self) -> int:
         """Bytes held that do not form a whole body yet."""
         return len(self._buffer)

@@ -129,9 +129,17 @@ class PeerConnection:
 
     async def _read(self, handler: Handler) -> None:
         buffer = MessageBuffer()
+        stream = self.stream
         try:
             while True:
-                data = await self.stream.receive_some(_RECEIVE_CHUNK)
+                if stream.direct:
+                    # Woken once per arrival, then one read of what is there.
+                    await stream.wait_readable()
+                    data = stream.receive_nowait()
+                    if data is None:
+                        continue  # a frame not yet whole
+                else:
+                    data = await stream.receive_some(_RECEIVE_CHUNK)
                 if not data:
                     self.close("the peer closed the connection")
                     return

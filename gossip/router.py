@@ -188,8 +188,10 @@ class RouterParams:
     choking: bool = True
     d_unchoked: int = 2
     # CHOKE and UNCHOKE messages heeded per peer and heartbeat: each past it
-    # is a flood. Ours go out at most one of each per peer and heartbeat.
-    max_choke_messages: int = 4
+    # is a flood. Ours go out about one of each per peer and heartbeat (more
+    # when a peer's topics fill several messages, and heartbeats of two nodes
+    # are not in step), so the bound leaves room.
+    max_choke_messages: int = 10
     max_dont_send: int = 4096  # ids remembered per peer (from its IDONTWANTs and IHAVEs)
     dont_send_ttl: float = 10.0
     #: Topics remembered per peer (its subscriptions).
@@ -1079,11 +1081,16 @@ class Router:
             # Mesh peers that choked us get no pushes: they are gossiped to
             # like peers outside the mesh.
             lazy = self._choked_by[topic]
-            eligible = [
-                peer
-                for peer in order
-                if topic in self._peers[peer].topics and (peer not in mesh or peer in lazy)
-            ]
+            # The first eligible peers in the order; all of them only when a
+            # share of them (gossip_factor) could be more than d_lazy.
+            enough = p.d_lazy if p.gossip_factor * len(order) < p.d_lazy + 1 else len(order)
+            eligible: list[bytes] = []
+            peers = self._peers
+            for peer in order:
+                if topic in peers[peer].topics and (peer not in mesh or peer in lazy):
+                    eligible.append(peer)
+                    if len(eligible) == enough:
+                        break
             count = min(len(eligible), max(p.d_lazy, int(p.gossip_factor * len(eligible))))
             targets = dict.fromkeys(eligible[:count])
             # Mesh peers only get forwards, so one that joined the mesh after

@@ -519,6 +519,12 @@ class SyncPlanner:
         return self._parked
 
     @property
+    def has_work(self) -> bool:
+        """Whether :meth:`next_requests` may have something to send now (cheap,
+        unlike :attr:`idle`)."""
+        return bool(self._queued)
+
+    @property
     def idle(self) -> bool:
         """Nothing in flight and nothing more to ask of this peer (for now)."""
         return not self._requests and not any(
@@ -695,9 +701,18 @@ class SyncPlanner:
         Own posts, gossip, or sync from another peer: the plan skips what is
         now held. Judges nobody.
         """
+        # The node calls this for every stored entry and every peer: the
+        # common case (a feed moved, nothing planned for it) is inlined.
         state = self._feeds.get(feed)
-        if state is not None:
+        if state is None or latest_seq <= state.have:
+            return
+        if state.slots:
             self._advance(feed, state, latest_seq)
+            return
+        state.have = latest_seq
+        self._moved.add(feed)
+        if state.frontier <= latest_seq:
+            state.frontier = latest_seq + 1
 
     # --- what the node decides ----------------------------------------------
 
@@ -960,6 +975,8 @@ class SyncPlanner:
         where only the answer to an earlier range would have handed it out:
         it is dropped, and what of its range the store lacks is asked again.
         """
+        if not state.slots:
+            return  # nothing planned for the feed: the usual case while gossip runs
         kept: list[_Slot] = []
         for slot in state.slots:
             if slot.request is None and slot.arrived is None:

@@ -647,8 +647,10 @@ class Node:
         if not parsed:
             return verdicts
         order = sorted(parsed, key=lambda index: (parsed[index].author, parsed[index].seq))
-        # A small round (the usual one) is stored here: its commit is not
-        # synced to disk (storage.store), so it takes a few hundred microseconds.
+        # A small round (the usual one) is checked and stored here: its
+        # commit is not synced to disk (storage.store), and handing a few
+        # signatures to the verify threads and back cost this thread more
+        # than checking them (bench/propagate.py, both ways).
         store = self._db_here if len(order) <= _INLINE_ROUND else self._db
         report, heads = await store(self._store_deliveries, [parsed[i] for i in order])
         now = trio.current_time()
@@ -739,8 +741,8 @@ class Node:
                 verdicts[deletes[position]] = Verdict.REJECT
 
     def _store_deliveries(self, entries: Sequence[Entry]) -> tuple[IngestReport, dict[bytes, int]]:
-        """Ingest ``entries`` (in the worker thread); also the store's head of
-        each author with an entry refused for a gap."""
+        """Ingest ``entries``; also the store's head of each author with an
+        entry refused for a gap."""
         report = self.store.ingest(entries)
         gapped = {entries[p].author for p, error in report.rejected if error.problem == "gap"}
         return report, {author: self.store.latest_seq(author) for author in gapped}
@@ -950,8 +952,11 @@ class Node:
             self._emit(PeerDown(peer, reason))
 
     def _wake(self, peer: bytes) -> None:
+        """Let the peer's sync loop send what its planner has queued (if
+        anything: deadlines wake the loop on their own)."""
         waker = self._wakers.get(peer)
-        if waker is not None:
+        planner = self._planners.get(peer)
+        if waker is not None and planner is not None and planner.has_work:
             waker.set()
 
     def _wake_all(self) -> None:

@@ -14,7 +14,7 @@ from gossip.channel import (
     SecureStream,
     secure_handshake,
 )
-from gossip.framing import encode_frame
+from gossip.framing import FrameBuffer, encode_frame
 from gossip.handshake import MAX_HANDSHAKE_MESSAGE, HandshakeFailed, TorvHandshake
 
 NETWORK = bytes(32)
@@ -171,3 +171,99 @@ async def test_every_message_of_a_real_handshake_is_within_the_bound() -> None:
                 other.receive(message)
     assert len(sizes) == 3
     assert max(sizes) <= MAX_HANDSHAKE_MESSAGE
+
+
+# --- reading a socket directly -------------------------------------------------------
+
+
+async def _socket_pair() -> tuple[SecureStream, SecureStream]:
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        accepted: list[trio.SocketStream] = []
+
+        async def accept() -> None:
+            accepted.append(await listeners[0].accept())
+
+        nursery.start_soon(accept)
+        dialled = await trio.open_tcp_stream("127.0.0.1", port)
+    await listeners[0].aclose()
+    return await _secure_pair(dialled, accepted[0])
+
+
+async def _receive_direct(stream: SecureStream, size: int) -> bytes:
+    """Read ``size`` bytes as a peer connection does: wait, then read what is there."""
+    data = b""
+    with trio.fail_after(10):
+        while len(data) < size:
+            await stream.wait_readable()
+            chunk = stream.receive_nowait()
+            assert chunk != b"", "the stream ended early"
+            data += chunk or b""
+    return data
+
+
+@pytest.mark.trio
+async def test_a_socket_stream_is_read_directly_whole_and_in_order() -> None:
+    left, right = await _socket_pair()
+    assert left.direct
+    assert right.direct
+    assert right.receive_nowait() is None  # nothing sent yet: no waiting, no error
+    payload = bytes(range(256)) * 1000  # spans several frames, and the socket buffers
+
+    async def send() -> None:
+        await left.send_all(b"first")
+        await left.send_all(payload)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send)
+        assert await _receive_direct(right, 5 + len(payload)) == b"first" + payload
+    await left.aclose()
+    with trio.fail_after(10):
+        await right.wait_readable()
+    assert right.receive_nowait() == b""  # the peer closed: end of stream
+    await right.aclose()
+
+
+@pytest.mark.trio
+async def test_a_whole_frame_already_buffered_is_read_without_waiting_for_the_socket() -> None:
+    # Bytes that arrived with the handshake's last message stay in the frame
+    # buffer: the socket has nothing more, and they must not wait for it.
+    left, right = await _socket_pair()
+    buffered = SecureStream(
+        right.transport_stream, right.session, FrameBuffer(left.seal(b"early"))
+    )
+    with trio.fail_after(1):
+        await buffered.wait_readable()
+    assert buffered.receive_nowait() == b"early"
+    await left.aclose()
+    await right.aclose()
+
+
+@pytest.mark.trio
+async def test_a_socket_closed_inside_a_frame_breaks_the_stream() -> None:
+    left, right = await _socket_pair()
+    sealed = left.seal(b"never whole")
+    await left.transport_stream.send_all(sealed[:-3])
+    await left.aclose()
+    with pytest.raises(trio.BrokenResourceError):  # noqa: PT012 (waits, then reads)
+        with trio.fail_after(10):
+            while True:
+                await right.wait_readable()
+                if right.receive_nowait() is not None:
+                    break
+    await right.aclose()
+
+
+@pytest.mark.trio
+async def test_an_altered_frame_read_directly_breaks_the_stream() -> None:
+    left, right = await _socket_pair()
+    sealed = bytearray(left.seal(b"hello"))
+    sealed[-1] ^= 1
+    await left.transport_stream.send_all(bytes(sealed))
+    with trio.fail_after(10):
+        await right.wait_readable()
+    with pytest.raises(trio.BrokenResourceError):
+        right.receive_nowait()
+    await left.aclose()
+    await right.aclose()
