@@ -17,6 +17,7 @@ Sync: ``heads``, ``want``, ``entries``. ``docs/protocol.md`` specifies each.
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 from collections.abc import Callable
@@ -313,9 +314,16 @@ def _count(value: int, name: str, low: int, high: int) -> int:
 
 
 def _topic(value: object) -> str:
-    if not isinstance(value, str) or not (value == SQUARE or _FEED_TOPIC.match(value)):
+    if not isinstance(value, str) or not _is_topic(value):
         raise _Problem("a topic must be 'square' or 'feed/' and 64 hex digits")
     return value
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_topic(value: str) -> bool:
+    # Every message names topics, mostly the same few: the pattern is matched
+    # once per distinct string (bounded: the cache drops the least used).
+    return value == SQUARE or _FEED_TOPIC.match(value) is not None
 
 
 def _topics(body: dict[str, Any]) -> tuple[str, ...]:
@@ -327,16 +335,26 @@ def _topics(body: dict[str, Any]) -> tuple[str, ...]:
     return out
 
 
+_ID_SIZE: Final = 32
+
+
 def _id(value: object) -> bytes:
-    if not isinstance(value, bytes) or len(value) != 32:
+    if not isinstance(value, bytes) or len(value) != _ID_SIZE:
         raise _Problem("an id must be 32 bytes")
     return value
+
+
+def _id_list(values: list[Any]) -> tuple[bytes, ...]:
+    """``values`` as ids; all are checked (first in bulk, the usual case)."""
+    if set(map(type, values)) == {bytes} and set(map(len, values)) == {_ID_SIZE}:
+        return tuple(values)
+    return tuple(_id(value) for value in values)
 
 
 def _ids(body: dict[str, Any]) -> tuple[bytes, ...]:
     ids = _field(body, "ids", list)
     _count(len(ids), "id count", 1, MAX_IDS)
-    return tuple(_id(value) for value in ids)
+    return _id_list(ids)
 
 
 def _raw_entry(value: object) -> RawEntry:
@@ -385,7 +403,7 @@ def _ihave(body: dict[str, Any]) -> WireMessage:
         if not isinstance(offer, list) or len(offer) != 2 or not isinstance(offer[1], list):
             raise _Problem("an offer must be [topic, ids]")
         total += _count(len(offer[1]), "id count", 1, MAX_IDS)
-        out.append((_topic(offer[0]), tuple(_id(value) for value in offer[1])))
+        out.append((_topic(offer[0]), _id_list(offer[1])))
     _count(total, "id count", 1, MAX_IDS)
     if len({topic for topic, _ in out}) != len(out):
         raise _Problem("topics repeat")

@@ -314,6 +314,7 @@ class Node:
         #: Our feed has entries (from before the start, or published since
         #: the last look) that may have reached no follower (_thin_feeds).
         self._own_unheard = True
+        self._own_sought = False  # a lookup of our followers since then
         self._started = trio.current_time()
         #: Feeds whose provider record is not yet in the DHT (new in the scope).
         self._unannounced: set[bytes] = set()
@@ -388,7 +389,7 @@ class Node:
         now = trio.current_time()
         self.router.publish(entry.id, EntryMessage(_topics(entry), _raw(entry)), now)
         self._flush()
-        self._own_unheard = True
+        self._own_unheard, self._own_sought = True, False
         self._local_head(entry.author, entry.seq)
         self._emit(EntryAdded(entry.id, entry.author, entry.seq, entry.kind, None))
         return entry
@@ -1191,7 +1192,8 @@ class Node:
     def _thin_feeds(self) -> list[bytes]:
         """Feeds whose mesh has fewer than ``d_low`` peers, shuffled; our own
         among them while we have entries that may not have reached our
-        followers (since the start, or posted since we last looked them up).
+        followers (since the start, or posted since we last looked them up
+        and found one that joined our mesh).
         Followers that found each other form meshes among themselves, thin
         but not empty, and without this an island of them never hears us
         (docs/scaling.md measured 1.4% to 3% of follow pairs cut off)."""
@@ -1201,7 +1203,12 @@ class Node:
             for feed in self._scope
             if feed != self.me and len(self.router.mesh(feed_topic(feed))) < d_low
         ]
-        if self._own_unheard and len(self.router.mesh(feed_topic(self.me))) < d_low:
+        own_mesh = len(self.router.mesh(feed_topic(self.me)))
+        if self._own_sought and own_mesh:
+            # Followers we looked up are in our mesh: they have our entries or
+            # fetch them (heads on connect), and pass them on in their meshes.
+            self._own_unheard = False
+        if self._own_unheard and own_mesh < d_low:
             thin.append(self.me)
         random.shuffle(thin)
         # Feeds with no mesh peer at all first (sort is stable: still shuffled).
@@ -1218,7 +1225,13 @@ class Node:
 
         A feed with no mesh peer at all gets up to :data:`_RESCUE_DIALS` of
         its providers dialled whatever the peer count, so that it reaches
-        the feed's followers, by gossip or by sync, in any case.
+        the feed's followers, by gossip or by sync, in any case, and a thin
+        mesh one (it may be an island of followers cut off from the rest);
+        providers already connected are not dialled, so this stops when a
+        node has them all. Our own
+        feed, while our posts may have reached nobody, up to ``d_low`` less
+        its mesh (followers that found each other may form islands, and we
+        may be the only node that knows them all).
         """
         now = trio.current_time()
         # Just started (or back from sleep, restarted): every thin feed at
@@ -1235,20 +1248,36 @@ class Node:
         providers = await self._find_providers(lookups)
         found: list[tuple[str, int, bytes | None]] = []
         rescue: list[tuple[str, int, bytes | None]] = []
+        d_low = self.options.router.d_low
         for feed, records in zip(lookups, providers, strict=True):
-            starving = feed in thin and not self.router.mesh(feed_topic(feed))
+            mesh = len(self.router.mesh(feed_topic(feed)))
+            if feed == self.me:
+                # Our posts may have reached nobody: as many followers as
+                # make a mesh, wherever they are (they may form islands).
+                rescues = d_low - mesh
+            else:
+                # One past the bound for a thin mesh: its peers may be an
+                # island of followers that hears the feed from nobody.
+                rescues = (_RESCUE_DIALS if not mesh else 1) if feed in thin else 0
             picked = 0
             for record in records:
                 if record.identity not in self._connections and record.identity != self.me:
                     with contextlib.suppress(InvalidArgument):
                         candidate = (*parse_address(record.addresses[0]), record.identity)
-                        if starving and picked < _RESCUE_DIALS:
+                        if picked < rescues:
                             rescue.append(candidate)
                             picked += 1
                         else:
                             found.append(candidate)
         if self.me in lookups:
-            self._own_unheard = False  # our followers, if any, are being dialled
+            # Our followers, if any, are being dialled; until one is in our
+            # mesh we look again each round (dials fail: followers asleep,
+            # away, backed off). Nobody provides our feed: no follower to
+            # look for (one that comes later looks us up).
+            records = providers[lookups.index(self.me)]
+            self._own_sought = True
+            if not any(record.identity != self.me for record in records):
+                self._own_unheard = False
         self._dial_some(rescue, None, dialled, now)
         # Peers that dialled us, however many, may share nothing with us:
         # only the sessions we dialled count against the limit here.

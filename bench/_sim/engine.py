@@ -238,7 +238,8 @@ class SimNode:
     held_hops: dict[int, int] = field(default_factory=dict)  # in the gap buffer
     copies: dict[int, int] = field(default_factory=dict)  # entry messages received
     inbound: int = 0  # sessions other nodes dialled
-    own_unheard: bool = True  # posts since its followers were last looked up
+    own_unheard: bool = True  # posts that may have reached no follower (Node._own_unheard)
+    own_sought: bool = False  # its followers looked up since (Node._own_sought)
     started: float = 0.0  # when it last came online
     next_heads: float = 0.0  # when the planners announce heads next
     sent_bytes: int = 0
@@ -378,7 +379,7 @@ class Simulation:
         node.router = router
         node.gaps = GapBuffer()
         node.next_heads = self.now + HEADS_INTERVAL
-        node.own_unheard = True  # a new Node's _own_unheard
+        node.own_unheard, node.own_sought = True, False  # a new Node's
         node.started = self.now
         epoch = node.epoch
         self._at(
@@ -438,10 +439,14 @@ class Simulation:
         assert router is not None
         d_low = self.params.d_low
         feeds = node.follows
+        if node.own_sought and router.mesh(self.topic_of[node.index]):
+            node.own_unheard = False  # followers it looked up joined its mesh
         if config.author_dials and node.own_unheard:
             feeds = (*node.follows, node.index)
         thin = [f for f in feeds if len(router.mesh(self.topic_of[f])) < d_low]
         self.rng.shuffle(thin)
+        # Feeds with no mesh peer at all first (Node._thin_feeds).
+        thin.sort(key=lambda f: bool(router.mesh(self.topic_of[f])))
         connected = len(node.conns)
         if connected >= config.target_peers and not thin:
             return
@@ -463,7 +468,9 @@ class Simulation:
                 count = min(len(node.follows), LOOKUPS_PER_ROUND)
                 lookups = self.rng.sample(node.follows, count)
         if node.index in lookups:
-            node.own_unheard = False  # its followers, if any, are being dialled
+            node.own_sought = True  # its followers, if any, are being dialled
+            if not any(p != node.index for p in self.providers.lookup(node.index, node.index)):
+                node.own_unheard = False  # nobody provides its feed
         delay = config.lookup_delay if lookups else 0.0
         self._at(self.now + delay, self._dial_round, node, epoch, lookups, bool(thin), book, limit)
 
@@ -485,12 +492,17 @@ class Simulation:
         found: list[int] = []
         rescue: list[int] = []
         for feed in lookups:
-            starving = thin and not router.mesh(self.topic_of[feed])
+            mesh = len(router.mesh(self.topic_of[feed]))
+            if feed == node.index:
+                rescues = self.params.d_low - mesh  # as many followers as make a mesh
+            else:
+                # Node._find_peers: one past the bound for a thin mesh too
+                rescues = (RESCUE_DIALS if not mesh else 1) if thin else 0
             picked = 0
             for peer in self.providers.lookup(feed, node.index):
                 if peer == node.index or peer in node.conns:
                     continue
-                if starving and picked < RESCUE_DIALS:
+                if picked < rescues:
                     rescue.append(peer)
                     picked += 1
                 else:
@@ -681,7 +693,7 @@ class Simulation:
         self.post_of[raw] = index
         log.append(raw)
         node.heads[node.feed] = seq
-        node.own_unheard = True
+        node.own_unheard, node.own_sought = True, False
         node.got[index] = (self.now, 0, GOSSIP)
         for planner in node.planners.values():
             planner.on_local_head(node.feed, seq)

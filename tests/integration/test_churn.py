@@ -242,6 +242,34 @@ async def test_an_author_whose_followers_mesh_only_with_each_other_dials_them() 
 
 
 @pytest.mark.trio
+async def test_an_author_that_could_not_reach_its_followers_looks_for_them_again() -> None:
+    # The author posts while it cannot reach its followers (asleep, say): its
+    # lookup finds them, its dials fail. Before, one lookup was all it made
+    # after a post, and the followers, meshed with each other, had no reason
+    # to dial it: the post reached nobody until the author posted again.
+    options = replace(OPTIONS, target_peers=1)
+    with trio.fail_after(60):
+        async with open_swarm(4, options=options) as swarm:
+            author, first, second = swarm.nodes[1], swarm.nodes[2], swarm.nodes[3]
+            followers = {first.me, second.me}
+            await author.set_test_reachable(lambda peer: peer not in followers)
+            assert await first.dial(*second.listen_address)
+            await first.follow(author.me)
+            await second.follow(author.me)
+            topic = feed_topic(author.me)
+            await _until(lambda: first.router.mesh(topic) and second.router.mesh(topic))
+            entry = await author.post("is anyone awake?")
+            # The author looked its followers up after the post and could not
+            # dial them: its posts are still unheard, it looks again.
+            await _until(lambda: author._own_sought)
+            assert author._own_unheard
+            assert author.me in author._thin_feeds()
+            await author.set_test_reachable(None)
+            await swarm.wait_for_entry(2, entry.id, timeout=40)
+            await swarm.wait_for_entry(3, entry.id, timeout=40)
+
+
+@pytest.mark.trio
 async def test_an_author_with_a_thin_mesh_finds_an_island_of_its_followers() -> None:
     # Three followers in a ring, each with the seed and one of the others as
     # its outbound sessions (the bound while a mesh is thin: twice
