@@ -76,6 +76,9 @@ class SimResult:
     gossip_latency_p50: float
     gossip_latency_p99: float
     redundancy: float
+    #: Redundancy of each author's first post in the run, its second, the
+    #: later ones: choking needs a topic to have carried an entry first.
+    redundancy_by_post: tuple[float, float, float]
     author_copies: int
     entry_bytes: float
     bytes_per_delivery: float
@@ -107,9 +110,13 @@ def measure(sim: Simulation) -> SimResult:
     latencies: list[float] = []
     gossip_latencies: list[float] = []
     classes: dict[int, TopicFigures] = {}
+    by_post = [[0, 0], [0, 0], [0, 0]]  # deliveries, copies
+    posted: dict[int, int] = {}
     for post in sim.posts:
         author = sim.nodes[post.author]
         author_copies += author.copies.get(post.index, 0)
+        ordinal = posted[post.author] = posted.get(post.author, 0) + 1
+        tally = by_post[min(ordinal, 3) - 1]
         followers = sim.graph.followers[post.author]
         bound = next((b for b in TOPIC_SIZES if len(followers) <= b), -1)
         topic = classes.setdefault(bound, TopicFigures())
@@ -126,6 +133,8 @@ def measure(sim: Simulation) -> SimResult:
             delivered += 1
             topic.delivered += 1
             copies += node.copies.get(post.index, 0)
+            tally[0] += 1
+            tally[1] += node.copies.get(post.index, 0)
             topic.copies += node.copies.get(post.index, 0)
             at, hop, via = got
             how[via] += 1
@@ -136,6 +145,7 @@ def measure(sim: Simulation) -> SimResult:
             if hop >= 0:
                 hops.append(hop)
                 topic.hops.append(hop)
+    first, second, later = (got_copies / got - 1.0 if got else 0.0 for got, got_copies in by_post)
     for values in (hops, latencies, gossip_latencies):
         values.sort()
     for topic in classes.values():
@@ -163,6 +173,7 @@ def measure(sim: Simulation) -> SimResult:
         gossip_latency_p50=percentile(gossip_latencies, 0.5),
         gossip_latency_p99=percentile(gossip_latencies, 0.99),
         redundancy=copies / delivered - 1.0 if delivered else 0.0,
+        redundancy_by_post=(first, second, later),
         author_copies=author_copies,
         entry_bytes=statistics.fmean(p.size for p in sim.posts) if sim.posts else 0.0,
         bytes_per_delivery=total / delivered if delivered else 0.0,
@@ -209,7 +220,9 @@ def format_result(result: SimResult) -> str:
         f"(gossip only: p50 {result.gossip_latency_p50 * 1000:.0f} ms, "
         f"p99 {result.gossip_latency_p99 * 1000:.0f} ms)",
         f"  redundancy {result.redundancy:.2f} extra copies per delivered entry  target <= 3 "
-        f"(copies back to authors: {result.author_copies})",
+        f"(copies back to authors: {result.author_copies}); by each author's posts "
+        f"in the run: first {result.redundancy_by_post[0]:.2f}, "
+        f"second {result.redundancy_by_post[1]:.2f}, later {result.redundancy_by_post[2]:.2f}",
         f"  bytes      {result.bytes_per_delivery:.0f} received per delivered entry "
         f"(entry message {result.entry_bytes:.0f} B; entries "
         f"{result.entry_bytes_per_delivery:.0f}): {split}",
