@@ -78,7 +78,7 @@ class SimResult:
     redundancy: float
     #: Redundancy of each author's first post in the run, its second, the
     #: later ones: choking needs a topic to have carried an entry first.
-    redundancy_by_post: tuple[float, float, float]
+    redundancy_by_post: tuple[float | None, float | None, float | None]
     author_copies: int
     entry_bytes: float
     bytes_per_delivery: float
@@ -145,7 +145,7 @@ def measure(sim: Simulation) -> SimResult:
             if hop >= 0:
                 hops.append(hop)
                 topic.hops.append(hop)
-    first, second, later = (got_copies / got - 1.0 if got else 0.0 for got, got_copies in by_post)
+    first, second, later = (got_copies / got - 1.0 if got else None for got, got_copies in by_post)
     for values in (hops, latencies, gossip_latencies):
         values.sort()
     for topic in classes.values():
@@ -195,6 +195,10 @@ def measure(sim: Simulation) -> SimResult:
     )
 
 
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def format_result(result: SimResult) -> str:
     """The lines the bench prints for one run."""
     s = result.structure
@@ -221,8 +225,9 @@ def format_result(result: SimResult) -> str:
         f"p99 {result.gossip_latency_p99 * 1000:.0f} ms)",
         f"  redundancy {result.redundancy:.2f} extra copies per delivered entry  target <= 3 "
         f"(copies back to authors: {result.author_copies}); by each author's posts "
-        f"in the run: first {result.redundancy_by_post[0]:.2f}, "
-        f"second {result.redundancy_by_post[1]:.2f}, later {result.redundancy_by_post[2]:.2f}",
+        f"in the run: first {_figure(result.redundancy_by_post[0])}, "
+        f"second {_figure(result.redundancy_by_post[1])}, "
+        f"later {_figure(result.redundancy_by_post[2])}",
         f"  bytes      {result.bytes_per_delivery:.0f} received per delivered entry "
         f"(entry message {result.entry_bytes:.0f} B; entries "
         f"{result.entry_bytes_per_delivery:.0f}): {split}",
