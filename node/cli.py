@@ -512,11 +512,18 @@ async def _run_node(local: LocalNode, options: Any, as_json: bool) -> None:
 
     import trio
 
+    from gossip.peer import PeerInfo
+
     from .runtime import EntryAdded, PeerDown, PeerUp, open_node
 
     log = logging.getLogger("torv.run")
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_node(local, options) as node, node.events() as events:
+            # Sessions that came up while the node started (a seed answers
+            # within milliseconds) were announced before this subscription:
+            # they are the peers connected now (a session shows and is
+            # announced in one step), and later ones come as events.
+            connected = node.peers()
             status = node.status()
             line = {
                 "event": "started",
@@ -534,16 +541,20 @@ async def _run_node(local: LocalNode, options: Any, as_json: bool) -> None:
                 flush=True,
             )
 
+            def peer_up(info: PeerInfo) -> None:
+                log.info(
+                    "peer up %s at %s (%s)",
+                    short_feed_id(info.identity),
+                    info.address,
+                    "outbound" if info.outbound else "inbound",
+                )
+
             async def report() -> None:
+                for info in connected:
+                    peer_up(info)
                 async for event in events:
                     if isinstance(event, PeerUp):
-                        direction = "outbound" if event.info.outbound else "inbound"
-                        log.info(
-                            "peer up %s at %s (%s)",
-                            short_feed_id(event.info.identity),
-                            event.info.address,
-                            direction,
-                        )
+                        peer_up(event.info)
                     elif isinstance(event, PeerDown):
                         log.info("peer down %s: %s", short_feed_id(event.identity), event.reason)
                     elif isinstance(event, EntryAdded) and event.source is not None:
