@@ -42,8 +42,8 @@ What the router does, after the libp2p GossipSub v1.1 specification:
   in the square, where anyone posts); the others that delivered only
   duplicates are choked. A choked peer that announces an
   entry we have not yet seen was ahead of the peers pushing to us: it is
-  unchoked at once. So is one where fewer than ``d_unchoked`` unchoked mesh
-  peers are left. Joining or leaving a mesh clears choking both ways; own
+  unchoked at once. So is one where fewer unchoked mesh peers are left
+  than the topic keeps. Joining or leaving a mesh clears choking both ways; own
   entries are flood-published whatever the chokes.
 - IDONTWANT (v1.2): an entry with a payload of at least
   ``idontwant_min_size`` bytes that arrives for the first time is announced
