@@ -701,18 +701,9 @@ class SyncPlanner:
         Own posts, gossip, or sync from another peer: the plan skips what is
         now held. Judges nobody.
         """
-        # The node calls this for every stored entry and every peer: the
-        # common case (a feed moved, nothing planned for it) is inlined.
         state = self._feeds.get(feed)
-        if state is None or latest_seq <= state.have:
-            return
-        if state.slots:
+        if state is not None:
             self._advance(feed, state, latest_seq)
-            return
-        state.have = latest_seq
-        self._moved.add(feed)
-        if state.frontier <= latest_seq:
-            state.frontier = latest_seq + 1
 
     # --- what the node decides ----------------------------------------------
 

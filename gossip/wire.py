@@ -75,6 +75,8 @@ MAX_BACKOFF: Final = 3600
 #: The topic of all public posts, for discovery.
 SQUARE: Final = "square"
 _FEED_TOPIC: Final = re.compile(r"feed/[0-9a-f]{64}\Z")
+#: The longest valid topic ("feed/" and 64 hex digits).
+_MAX_TOPIC_LENGTH: Final = 5 + 64
 _LENGTH: Final = struct.Struct(">I")
 _MAX_RAW_ENTRY: Final = MAX_HEADER_SIZE + SIGNATURE_SIZE + MAX_PAYLOAD_SIZE
 
@@ -314,7 +316,8 @@ def _count(value: int, name: str, low: int, high: int) -> int:
 
 
 def _topic(value: object) -> str:
-    if not isinstance(value, str) or not _is_topic(value):
+    # Longer strings are refused before the cache would keep them.
+    if not isinstance(value, str) or len(value) > _MAX_TOPIC_LENGTH or not _is_topic(value):
         raise _Problem("a topic must be 'square' or 'feed/' and 64 hex digits")
     return value
 
@@ -322,7 +325,8 @@ def _topic(value: object) -> str:
 @functools.lru_cache(maxsize=4096)
 def _is_topic(value: str) -> bool:
     # Every message names topics, mostly the same few: the pattern is matched
-    # once per distinct string (bounded: the cache drops the least used).
+    # once per distinct string (bounded: at most 4096 strings of at most 69
+    # characters; the cache drops the least used).
     return value == SQUARE or _FEED_TOPIC.match(value) is not None
 
 

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gossip import wire
 from gossip.wire import (
     MAX_IDS,
     MAX_RANGE,
@@ -226,6 +227,18 @@ FEED = feed_topic(bytes(32))
 def test_bad_messages_name_their_problem(data: bytes, problem: str) -> None:
     with pytest.raises(BadMessage, match=problem):
         decode_message_untrusted(data)
+
+
+def test_topics_too_long_to_be_valid_are_refused_without_being_remembered() -> None:
+    # Valid topics are remembered once matched; a peer's long junk strings
+    # (up to a message's size each) must not fill that memory.
+    wire._is_topic.cache_clear()
+    for n in range(3):
+        with pytest.raises(BadMessage, match="a topic must be"):
+            decode_message_untrusted(_body("sub", {"topics": [f"feed/{n}" + "a" * 100_000]}))
+    assert wire._is_topic.cache_info().currsize == 0
+    decode_message_untrusted(_body("sub", {"topics": [SQUARE, feed_topic(bytes(32))]}))
+    assert wire._is_topic.cache_info().currsize == 2
 
 
 def test_encoding_refuses_what_a_peer_would_refuse() -> None:
