@@ -28,9 +28,49 @@ def _busy_and_total() -> tuple[float, float] | None:
     return (sum(fields) - idle) / ticks, sum(fields) / ticks
 
 
+def _descendants_cpu_s() -> float:
+    """CPU seconds used so far by the live processes this one started, and
+    theirs (the verify helpers, a second node's process); 0 where unknown."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pending = [os.getpid()]
+    seen: set[int] = set()
+    while pending:
+        pid = pending.pop()
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{task}/children") as children:
+                    for child in children.read().split():
+                        if int(child) not in seen:
+                            seen.add(int(child))
+                            pending.append(int(child))
+            except OSError:
+                continue
+    for pid in seen:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                # The command may hold spaces: fields count from after its ')'.
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
+def _own_cpu_s() -> float:
+    """CPU seconds of this process, its live descendants and the children it reaped."""
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + _descendants_cpu_s() + reaped.ru_utime + reaped.ru_stime
+
+
 @dataclass(slots=True)
 class Load:
-    """CPU use while a block ran: by this process, and by everything else."""
+    """CPU use while a block ran: by this process (with the processes it
+    started, such as the store's verify helpers), and by everything else."""
 
     own_cpu_s: float = 0.0
     other_share: float | None = None  # of all cores; None where unknown
@@ -52,14 +92,15 @@ class Load:
 
 @contextmanager
 def machine_load() -> Iterator[Load]:
-    """Measure the CPU this process used in the block, and what others used."""
+    """Measure the CPU this process (and what it started) used in the block,
+    and what others used."""
     load = Load()
     before = _busy_and_total()
-    cpu = time.process_time()
+    cpu = _own_cpu_s()
     try:
         yield load
     finally:
-        load.own_cpu_s = time.process_time() - cpu
+        load.own_cpu_s = _own_cpu_s() - cpu
         after = _busy_and_total()
         if before is not None and after is not None and after[1] > before[1]:
             others = after[0] - before[0] - load.own_cpu_s

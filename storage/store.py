@@ -29,6 +29,7 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, ParamSpec, TypeVar
@@ -70,6 +71,7 @@ __all__ = [
     "MAX_DHT_CONTACTS",
     "MAX_KNOWN_PEERS",
     "SQUARE_CAPACITY",
+    "CheckedEntries",
     "FeedInfo",
     "Fork",
     "IngestReport",
@@ -163,6 +165,17 @@ class IngestReport:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckedEntries:
+    """Entries whose signatures the verify threads are checking, in chunks:
+    what :meth:`Store.check` hands to :meth:`Store.ingest_checked`."""
+
+    chunks: tuple[tuple[int, list[Entry], list[Future[list[BadSignature | None]]]], ...]
+
+    def __len__(self) -> int:
+        return sum(len(chunk) for _, chunk, _ in self.chunks)
+
+
+@dataclass(frozen=True, slots=True)
 class VerifyReport:
     """What :meth:`Store.verify_all` checked."""
 
@@ -245,6 +258,15 @@ class _Counts:
     forks: int = 0
     rejected: list[tuple[int, EntryError]] = field(default_factory=list)
     stored_indices: list[int] = field(default_factory=list)
+
+    def report(self) -> IngestReport:
+        return IngestReport(
+            self.stored,
+            self.duplicates,
+            self.forks,
+            tuple(self.rejected),
+            tuple(self.stored_indices),
+        )
 
 
 _P = ParamSpec("_P")
@@ -472,13 +494,33 @@ class Store:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
-        return IngestReport(
-            counts.stored,
-            counts.duplicates,
-            counts.forks,
-            tuple(counts.rejected),
-            tuple(counts.stored_indices),
-        )
+        return counts.report()
+
+    def check(self, entries: Iterable[Entry], *, chunk_size: int = 4096) -> CheckedEntries:
+        """Start checking the signatures of ``entries`` in the verify threads,
+        for :meth:`ingest_checked` to store them later.
+
+        This reads ``entries`` (parsing them, if they are parsed as they are
+        read) and touches no table, so it may run in any thread while another
+        writes: a node checks its next round of sync entries while it stores
+        the one before, and the verify threads never wait for the writer.
+        """
+        chunks = []
+        offset = 0
+        for chunk in _chunks(entries, chunk_size):
+            chunks.append((offset, chunk, self._verifier.submit(chunk)))
+            offset += len(chunk)
+        return CheckedEntries(tuple(chunks))
+
+    @_sqlite_errors
+    def ingest_checked(self, checked: CheckedEntries) -> IngestReport:
+        """Store what :meth:`check` started checking, as :meth:`ingest` does
+        without ``atomic``: one transaction per chunk, each after its checks.
+        Indices in the report count from the first entry given to ``check``."""
+        counts = _Counts()
+        for offset, chunk, futures in checked.chunks:
+            self._write_chunk(offset, chunk, futures, counts, atomic=False)
+        return counts.report()
 
     def _write_chunk(
         self,
