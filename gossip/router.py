@@ -40,7 +40,10 @@ What the router does, after the libp2p GossipSub v1.1 specification:
   among the mesh peers that delivered entries of a topic since the last one,
   the ``d_unchoked`` that delivered earliest stay unchoked (``d_unchoked_shared``
   in the square, where anyone posts); the others that delivered only
-  duplicates are choked. A choked peer that announces an
+  duplicates are choked. In the topic of a feed whose author is a peer
+  subscribed to it, every mesh peer but the author is choked from the first
+  heartbeat on: the author flood-publishes to us, so no one else can deliver
+  first. A choked peer that announces an
   entry we have not yet seen was ahead of the peers pushing to us: it is
   unchoked at once. So is one where fewer unchoked mesh peers are left
   than the topic keeps. Joining or leaving a mesh clears choking both ways; own
@@ -95,6 +98,7 @@ from .wire import (
     Unchoke,
     Unsubscribe,
     feed_topic,
+    topic_feed,
 )
 
 __all__ = [
@@ -1040,6 +1044,21 @@ class Router:
         p = self._p
         pushers = p.d_unchoked_shared if topic == SQUARE else p.d_unchoked
         choking = self._choking[topic]
+        author = self._direct_author(topic)
+        if p.choking and author is not None:
+            # The author sends each of its entries to every subscriber it is
+            # connected to: no mesh peer can deliver one first, so every other
+            # pusher would only send duplicates (the first entry of a feed
+            # costs about half the mesh in copies before there is anything
+            # to learn from). Announcements of a choked peer still arrive.
+            for peer in mesh:
+                if peer != author and peer not in choking:
+                    choking[peer] = None
+                    chokes.setdefault(peer, []).append(topic)
+            for peer in choking:
+                if topic in self._peers[peer].pushed_choked:
+                    chokes.setdefault(peer, []).append(topic)
+            return
         unchoked = len(mesh) - len(choking)
         if p.choking and unchoked > pushers:
             # The unchoked peers that delivered, by mean arrival rank (then
@@ -1067,6 +1086,16 @@ class Router:
             for peer in self._rng.sample(sorted(choking), min(missing, len(choking))):
                 del choking[peer]
                 unchokes.setdefault(peer, []).append(topic)
+
+    def _direct_author(self, topic: str) -> bytes | None:
+        """The author of feed topic ``topic`` if it is a peer subscribed to it."""
+        author = topic_feed(topic)
+        if author is None:
+            return None
+        state = self._peers.get(author)
+        if state is None or state.doomed or topic not in state.topics:
+            return None
+        return author
 
     def _gossip(self) -> None:
         """IHAVE of the recent entries of each topic to ``d_lazy`` peers outside

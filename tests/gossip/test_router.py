@@ -815,6 +815,49 @@ def test_peers_that_delivered_nothing_stay_unchoked() -> None:
     assert r.choked(TOPIC) == set(mesh[P.d_unchoked : 4])
 
 
+def test_followers_of_an_author_they_are_connected_to_choke_every_other_pusher() -> None:
+    # The author flood-publishes to every subscriber it is connected to, so
+    # no mesh peer can deliver its entries first: from the first heartbeat
+    # on, before the topic carried anything, the others only announce.
+    author = b"\x07" * 32
+    topic = feed_topic(author)
+    r = connected(8, topics=(topic,))
+    r.add_peer(author, 0.0)
+    r.handle(author, Subscribe((topic,)), 0.0)
+    r.join(topic, 0.0)
+    mesh = set(r.mesh(topic))
+    r.drain()
+    r.heartbeat(1.0)
+    others = mesh - {author}
+    assert r.choked(topic) == others
+    assert receivers(sent(r, Choke)) == others
+    # The author's entry arrives as before; a choked peer that announces an
+    # entry we have not seen is let push again, and choked at the next heartbeat.
+    late = sorted(others)[0]
+    eid, _ = entry(3)
+    r.handle(late, IHave(((topic, (eid,)),)), 1.5)
+    assert late not in r.choked(topic)
+    r.drain()
+    r.heartbeat(2.0)
+    assert late in r.choked(topic)
+    # Once the author is gone, the usual rule keeps pushers.
+    r.remove_peer(author, 2.5)
+    r.drain()
+    r.heartbeat(3.0)
+    assert len(set(r.mesh(topic)) - r.choked(topic)) >= P.d_unchoked
+
+
+def test_the_author_rule_needs_the_author_subscribed_to_its_feed() -> None:
+    author = b"\x07" * 32
+    topic = feed_topic(author)
+    r = connected(8, topics=(topic,))
+    r.add_peer(author, 0.0)  # connected, not subscribed: it would not publish to us
+    r.join(topic, 0.0)
+    r.drain()
+    r.heartbeat(1.0)
+    assert r.choked(topic) == set()
+
+
 def test_choking_can_be_switched_off() -> None:
     r = connected(8, params=RouterParams(choking=False))
     r.join(TOPIC, 0.0)
