@@ -1055,9 +1055,7 @@ class Router:
                 if peer != author and peer not in choking:
                     choking[peer] = None
                     chokes.setdefault(peer, []).append(topic)
-            for peer in choking:
-                if topic in self._peers[peer].pushed_choked:
-                    chokes.setdefault(peer, []).append(topic)
+            self._choke_again(topic, choking, chokes)
             return
         unchoked = len(mesh) - len(choking)
         if p.choking and unchoked > pushers:
@@ -1077,15 +1075,24 @@ class Router:
                     choking[peer] = None
                     chokes.setdefault(peer, []).append(topic)
                     unchoked -= 1
-        for peer in choking:
-            if topic in self._peers[peer].pushed_choked:
-                chokes.setdefault(peer, []).append(topic)
+        self._choke_again(topic, choking, chokes)
         missing = pushers - unchoked
         if missing > 0 and choking:
             # Fewer pushers than wanted (peers left the mesh): take some back.
             for peer in self._rng.sample(sorted(choking), min(missing, len(choking))):
                 del choking[peer]
                 unchokes.setdefault(peer, []).append(topic)
+
+    def _choke_again(
+        self, topic: str, choking: dict[bytes, None], chokes: dict[bytes, list[str]]
+    ) -> None:
+        """Tell CHOKE again to the choked peers that pushed ``topic`` anyway
+        (once: one that was let push meanwhile and is choked anew already is)."""
+        for peer in choking:
+            if topic in self._peers[peer].pushed_choked:
+                told = chokes.setdefault(peer, [])
+                if topic not in told:
+                    told.append(topic)
 
     def _direct_author(self, topic: str) -> bytes | None:
         """The author of feed topic ``topic`` if it is a peer subscribed to it."""

@@ -571,7 +571,13 @@ class Node:
         for peer, message in self.router.drain():
             data = encoded.get(id(message))
             if data is None:
-                data = encoded[id(message)] = encode_message(message)
+                try:
+                    data = encoded[id(message)] = encode_message(message)
+                except InvalidArgument as exc:
+                    # A message the peer would refuse is a bug here; the node
+                    # goes on without it rather than stop.
+                    log.error("not sent to %s: %s", peer.hex()[:16], exc)
+                    continue
             by_peer.setdefault(peer, []).append(data)
             if isinstance(message, EntryMessage):
                 self.entries_out += 1

@@ -34,6 +34,7 @@ from gossip.wire import (
     Unchoke,
     Unsubscribe,
     WireMessage,
+    encode_message,
     feed_topic,
 )
 from storage import InvalidArgument
@@ -845,6 +846,32 @@ def test_followers_of_an_author_they_are_connected_to_choke_every_other_pusher()
     r.drain()
     r.heartbeat(3.0)
     assert len(set(r.mesh(topic)) - r.choked(topic)) >= P.d_unchoked
+
+
+def test_a_peer_choked_twice_in_one_heartbeat_hears_each_topic_once() -> None:
+    # Choked by the author rule, it pushes anyway (a copy after the author's),
+    # then announces an entry we lack (let push at once); the next heartbeat
+    # chokes it anew and would also repeat the CHOKE for its push.
+    author = b"\x07" * 32
+    topic = feed_topic(author)
+    r = connected(8, topics=(topic,))
+    r.add_peer(author, 0.0)
+    r.handle(author, Subscribe((topic,)), 0.0)
+    r.join(topic, 0.0)
+    r.heartbeat(1.0)
+    pusher = sorted(r.choked(topic))[0]
+    r.drain()
+    eid, message = entry(5, topics=(topic,))
+    r.handle_entry(author, eid, message, 1.1)
+    r.validated(eid, Verdict.ACCEPT, 1.1)
+    r.handle_entry(pusher, eid, message, 1.2)
+    r.handle(pusher, IHave(((topic, (entry(6)[0],)),)), 1.3)
+    assert pusher not in r.choked(topic)
+    r.drain()
+    r.heartbeat(2.0)
+    chokes = [m for to, m in sent(r, Choke) if to == pusher]
+    assert chokes == [Choke((topic,))]
+    encode_message(chokes[0])  # a message a peer would accept
 
 
 def test_the_author_rule_needs_the_author_subscribed_to_its_feed() -> None:

@@ -4,6 +4,7 @@ forged entries are refused, garbage does not stop a node."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import socket
 from dataclasses import replace
@@ -14,7 +15,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gossip.channel import SecureStream, secure_handshake
 from gossip.handshake import TorvHandshake
-from gossip.wire import EntryMessage, RawEntry, Subscribe, encode_message, feed_topic
+from gossip.wire import (
+    Choke,
+    EntryMessage,
+    RawEntry,
+    Subscribe,
+    WireMessage,
+    encode_message,
+    feed_topic,
+)
 from node.runtime import Node, NodeOptions, PeerDown, SyncProgress
 from node.testing import TEST_NETWORK_KEY, open_swarm
 from storage import Post, create_entry
@@ -182,3 +191,28 @@ async def _until_settled(node: Node, peer: bytes, *, outbound: bool) -> None:
             while not settled():
                 with trio.move_on_after(1.0):
                     await events.receive()
+
+
+@pytest.mark.trio
+async def test_a_message_the_router_should_not_have_made_is_logged_and_the_node_goes_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with trio.fail_after(30):
+        async with open_swarm(2) as swarm:
+            a, b = swarm.nodes
+            await swarm.wait_for_peer(0, b.me, timeout=20)
+            bad = Choke(("square", "square"))  # a peer refuses repeated topics
+            drained = a.router.drain
+
+            def drain_with_bad() -> list[tuple[bytes, WireMessage]]:
+                return [(b.me, bad), *drained()]
+
+            monkeypatch.setattr(a.router, "drain", drain_with_bad)
+            with caplog.at_level(logging.ERROR, logger="node.runtime"):
+                a._flush()
+            monkeypatch.undo()
+            assert "choke message would be refused: topics repeat" in caplog.text
+            # The node and its session go on.
+            await b.follow(a.me)
+            post = await a.post("still here")
+            await swarm.wait_for_entry(1, post.id, timeout=20)
