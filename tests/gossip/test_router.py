@@ -816,18 +816,29 @@ def test_peers_that_delivered_nothing_stay_unchoked() -> None:
     assert r.choked(TOPIC) == set(mesh[P.d_unchoked : 4])
 
 
+AUTHOR = b"\x07" * 32
+AUTHOR_TOPIC = feed_topic(AUTHOR)
+
+
+def with_author(*, subscribed: bool = True) -> Router:
+    """A router in AUTHOR_TOPIC with peers 1..8 and AUTHOR itself as a peer
+    (subscribed to its topic unless told otherwise); outputs drained."""
+    r = connected(8, topics=(AUTHOR_TOPIC,))
+    r.add_peer(AUTHOR, 0.0)
+    if subscribed:
+        r.handle(AUTHOR, Subscribe((AUTHOR_TOPIC,)), 0.0)
+    r.join(AUTHOR_TOPIC, 0.0)
+    r.drain()
+    return r
+
+
 def test_followers_of_an_author_they_are_connected_to_choke_every_other_pusher() -> None:
     # The author flood-publishes to every subscriber it is connected to, so
     # no mesh peer can deliver its entries first: from the first heartbeat
     # on, before the topic carried anything, the others only announce.
-    author = b"\x07" * 32
-    topic = feed_topic(author)
-    r = connected(8, topics=(topic,))
-    r.add_peer(author, 0.0)
-    r.handle(author, Subscribe((topic,)), 0.0)
-    r.join(topic, 0.0)
+    author, topic = AUTHOR, AUTHOR_TOPIC
+    r = with_author()
     mesh = set(r.mesh(topic))
-    r.drain()
     r.heartbeat(1.0)
     others = mesh - {author}
     assert r.choked(topic) == others
@@ -852,12 +863,8 @@ def test_a_peer_choked_twice_in_one_heartbeat_hears_each_topic_once() -> None:
     # Choked by the author rule, it pushes anyway (a copy after the author's),
     # then announces an entry we lack (let push at once); the next heartbeat
     # chokes it anew and would also repeat the CHOKE for its push.
-    author = b"\x07" * 32
-    topic = feed_topic(author)
-    r = connected(8, topics=(topic,))
-    r.add_peer(author, 0.0)
-    r.handle(author, Subscribe((topic,)), 0.0)
-    r.join(topic, 0.0)
+    author, topic = AUTHOR, AUTHOR_TOPIC
+    r = with_author()
     r.heartbeat(1.0)
     pusher = sorted(r.choked(topic))[0]
     r.drain()
@@ -875,14 +882,9 @@ def test_a_peer_choked_twice_in_one_heartbeat_hears_each_topic_once() -> None:
 
 
 def test_the_author_rule_needs_the_author_subscribed_to_its_feed() -> None:
-    author = b"\x07" * 32
-    topic = feed_topic(author)
-    r = connected(8, topics=(topic,))
-    r.add_peer(author, 0.0)  # connected, not subscribed: it would not publish to us
-    r.join(topic, 0.0)
-    r.drain()
+    r = with_author(subscribed=False)  # it would not publish to us
     r.heartbeat(1.0)
-    assert r.choked(topic) == set()
+    assert r.choked(AUTHOR_TOPIC) == set()
 
 
 def test_choking_can_be_switched_off() -> None:
