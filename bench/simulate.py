@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import datetime
 import os
 import platform
@@ -60,6 +61,7 @@ if _ROOT not in sys.path:
 
 from bench._sim.engine import SCENARIOS, SimConfig, Simulation  # noqa: E402
 from bench._sim.report import format_result, measure  # noqa: E402
+from gossip.router import RouterParams  # noqa: E402
 
 
 def run_one(config: SimConfig, profile: int = 0) -> str:
@@ -124,6 +126,13 @@ def main() -> None:
         " followed feeds only, not the node's own after it posts",
     )
     parser.add_argument(
+        "--d-unchoked-cold",
+        type=int,
+        default=None,
+        metavar="N",
+        help="pushers kept in a feed topic before its first entry (0: all; default: the router's)",
+    )
+    parser.add_argument(
         "--jobs", type=int, default=1, help="scenarios run at once (processes) with --scenario all"
     )
     parser.add_argument(
@@ -131,6 +140,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     scenarios = SCENARIOS if args.scenario == "all" else (args.scenario,)
+    params = RouterParams()
+    if args.d_unchoked_cold is not None:
+        params = dataclasses.replace(params, d_unchoked_cold=args.d_unchoked_cold)
     try:
         configs = [
             SimConfig(
@@ -146,6 +158,7 @@ def main() -> None:
                 droppers=args.droppers,
                 max_peers=args.max_peers,
                 author_dials=args.author_dials,
+                params=params,
             )
             for scenario in scenarios
         ]

@@ -43,7 +43,10 @@ What the router does, after the libp2p GossipSub v1.1 specification:
   duplicates are choked. In the topic of a feed whose author is a peer
   subscribed to it, every mesh peer but the author is choked from the first
   heartbeat on: the author flood-publishes to us, so no one else can deliver
-  first. A choked peer that announces an
+  first. In another feed topic that has carried nothing yet, all but
+  ``d_unchoked_cold`` random mesh peers are choked (there is nothing to learn
+  from, and the whole mesh would push the first entry). A choked peer that
+  announces an
   entry we have not yet seen was ahead of the peers pushing to us: it is
   unchoked at once. So is one where fewer unchoked mesh peers are left
   than the topic keeps. Joining or leaving a mesh clears choking both ways; own
@@ -202,6 +205,13 @@ class RouterParams:
     # author, and with one pusher each, two nodes could keep only each other
     # and hear new entries by gossip alone (a round trip of a heartbeat).
     d_unchoked_shared: int = 2
+    # Pushers kept in a feed topic before it carried anything: with nothing
+    # to learn from, every mesh peer would push the first entry. Four random
+    # ones still reach every follower: bench/simulate.py at 10,000 nodes,
+    # redundancy 3.05 -> 2.07 (quiet), hops p99 6 -> 7 and latency p99 243 ->
+    # 324 ms; with three, hops p99 under churn was 9 (docs/scaling.md).
+    # 0: keep them all until the first entry.
+    d_unchoked_cold: int = 4
     # CHOKE and UNCHOKE messages heeded per peer and heartbeat: each past it
     # is a flood. Ours go out about one of each per peer and heartbeat (more
     # when a peer's topics fill several messages, and heartbeats of two nodes
@@ -239,6 +249,7 @@ class RouterParams:
             (0 <= self.d_score <= self.d, "0 <= d_score <= d"),
             (1 <= self.d_unchoked <= self.d, "1 <= d_unchoked <= d"),
             (1 <= self.d_unchoked_shared <= self.d, "1 <= d_unchoked_shared <= d"),
+            (0 <= self.d_unchoked_cold <= self.d, "0 <= d_unchoked_cold <= d"),
             (self.d_lazy >= 0 and 0.0 <= self.gossip_factor <= 1.0, "d_lazy, gossip_factor"),
             (1 <= self.mcache_gossip <= self.mcache_len, "1 <= mcache_gossip <= mcache_len"),
             (0 <= self.prune_backoff <= MAX_BACKOFF, f"0 <= prune_backoff <= {MAX_BACKOFF}"),
@@ -479,6 +490,8 @@ class Router:
         self._windows: deque[list[bytes]] = deque([[]])
         # Per joined topic: the mesh peers we choked, and those that choked us.
         self._choking: dict[str, dict[bytes, None]] = {}
+        # Joined feed topics in which a mesh peer delivered an entry.
+        self._carried: set[str] = set()
         self._choked_by: dict[str, set[bytes]] = {}
         self._promises: dict[bytes, dict[bytes, float]] = {}  # id -> {peer: deadline}
         # id -> until: asked of a peer lately, so other peers' IHAVEs wait.
@@ -627,6 +640,7 @@ class Router:
         if mesh is None:
             return
         del self._choking[topic], self._choked_by[topic]
+        self._carried.discard(topic)
         for peer in mesh:
             self._prune(peer, topic, now)
         for peer in self._live():
@@ -1057,6 +1071,16 @@ class Router:
                     chokes.setdefault(peer, []).append(topic)
             self._choke_again(topic, choking, chokes)
             return
+        if p.choking and p.d_unchoked_cold and topic != SQUARE and topic not in self._carried:
+            # Nothing to learn from yet: keep a few pushers, at random.
+            free = [peer for peer in mesh if peer not in choking]
+            if len(free) > p.d_unchoked_cold:
+                for peer in self._rng.sample(free, len(free) - p.d_unchoked_cold):
+                    choking[peer] = None
+                    chokes.setdefault(peer, []).append(topic)
+            self._choke_again(topic, choking, chokes)
+            self._unchoke_some(topic, p.d_unchoked_cold - len(free), choking, unchokes)
+            return
         unchoked = len(mesh) - len(choking)
         if p.choking and unchoked > pushers:
             # The unchoked peers that delivered, by mean arrival rank (then
@@ -1076,9 +1100,17 @@ class Router:
                     chokes.setdefault(peer, []).append(topic)
                     unchoked -= 1
         self._choke_again(topic, choking, chokes)
-        missing = pushers - unchoked
+        self._unchoke_some(topic, pushers - unchoked, choking, unchokes)
+
+    def _unchoke_some(
+        self,
+        topic: str,
+        missing: int,
+        choking: dict[bytes, None],
+        unchokes: dict[bytes, list[str]],
+    ) -> None:
+        """Fewer pushers than wanted (peers left the mesh): take ``missing`` back."""
         if missing > 0 and choking:
-            # Fewer pushers than wanted (peers left the mesh): take some back.
             for peer in self._rng.sample(sorted(choking), min(missing, len(choking))):
                 del choking[peer]
                 unchokes.setdefault(peer, []).append(topic)
@@ -1306,6 +1338,7 @@ class Router:
             mesh = self._joined.get(topic)
             if mesh is None or peer not in mesh:
                 continue
+            self._carried.add(topic)
             record = state.delivered.get(topic)
             if record is None:
                 record = state.delivered[topic] = [0, 0, 0]

@@ -820,10 +820,10 @@ AUTHOR = b"\x07" * 32
 AUTHOR_TOPIC = feed_topic(AUTHOR)
 
 
-def with_author(*, subscribed: bool = True) -> Router:
+def with_author(*, subscribed: bool = True, params: RouterParams = P) -> Router:
     """A router in AUTHOR_TOPIC with peers 1..8 and AUTHOR itself as a peer
     (subscribed to its topic unless told otherwise); outputs drained."""
-    r = connected(8, topics=(AUTHOR_TOPIC,))
+    r = connected(8, topics=(AUTHOR_TOPIC,), params=params)
     r.add_peer(AUTHOR, 0.0)
     if subscribed:
         r.handle(AUTHOR, Subscribe((AUTHOR_TOPIC,)), 0.0)
@@ -882,9 +882,56 @@ def test_a_peer_choked_twice_in_one_heartbeat_hears_each_topic_once() -> None:
 
 
 def test_the_author_rule_needs_the_author_subscribed_to_its_feed() -> None:
-    r = with_author(subscribed=False)  # it would not publish to us
+    # It would not publish to us (and no other rule chokes here).
+    r = with_author(subscribed=False, params=RouterParams(d_unchoked_cold=0))
     r.heartbeat(1.0)
     assert r.choked(AUTHOR_TOPIC) == set()
+
+
+def test_before_a_feed_topic_carries_anything_only_a_few_pushers_are_kept() -> None:
+    r = connected(8)
+    r.join(TOPIC, 0.0)
+    mesh = set(r.mesh(TOPIC))
+    assert len(mesh) > P.d_unchoked_cold
+    r.drain()
+    r.heartbeat(1.0)
+    assert len(mesh - r.choked(TOPIC)) == P.d_unchoked_cold
+    assert receivers(sent(r, Choke)) == r.choked(TOPIC)
+    # After the first entry, the earliest deliverers are learned as before:
+    # a pusher whose copy came late is choked, the choked stay choked.
+    pushers = sorted(mesh - r.choked(TOPIC))
+    eid, message = entry(1)
+    for sender in pushers:
+        r.handle_entry(sender, eid, message, 1.5)
+    r.validated(eid, Verdict.ACCEPT, 1.5)
+    r.drain()
+    r.heartbeat(2.0)
+    assert mesh - r.choked(TOPIC) == set(pushers[: P.d_unchoked])
+
+
+def test_a_cold_topic_whose_pushers_left_takes_some_back() -> None:
+    r = connected(8)
+    r.join(TOPIC, 0.0)
+    r.heartbeat(1.0)
+    choked = set(r.choked(TOPIC))
+    for peer_id in set(r.mesh(TOPIC)) - choked:
+        r.remove_peer(peer_id, 1.5)
+    r.drain()
+    r.heartbeat(2.0)
+    unchoked = set(r.mesh(TOPIC)) - r.choked(TOPIC)
+    assert len(unchoked) == P.d_unchoked_cold
+    # Those that were choked hear UNCHOKE (others are new in the mesh).
+    taken_back = unchoked & choked
+    assert taken_back
+    assert receivers(sent(r, Unchoke)) == taken_back
+
+
+def test_the_square_keeps_all_its_pushers_until_it_carries_something() -> None:
+    r = connected(8, topics=(SQUARE,))
+    r.join(SQUARE, 0.0)
+    r.drain()
+    r.heartbeat(1.0)
+    assert r.choked(SQUARE) == set()
 
 
 def test_choking_can_be_switched_off() -> None:
