@@ -83,6 +83,8 @@ class _Helper:
     """A helper process that checks signatures (one thread talks to it at a time)."""
 
     def __init__(self) -> None:
+        if not sys.executable:
+            raise HelperFailed("no Python interpreter to start a verify helper with")
         try:
             self._process = subprocess.Popen(
                 [sys.executable, _WORKER, SIGNATURE_DOMAIN.hex()],

@@ -163,6 +163,17 @@ def test_when_helpers_cannot_run_every_batch_is_checked_in_threads(
     assert not verifier_._processes  # gave up after three failures
 
 
+def test_without_an_interpreter_to_start_helpers_batches_are_checked_in_threads(
+    verifier_: Verifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "executable", "")  # embedded Python: nothing to run
+    log = posts(ALICE, 2 * PROCESS_BATCH)
+    log[4] = _forge(log[4])
+    results = verifier_.check(log)
+    assert [index for index, result in enumerate(results) if result is not None] == [4]
+    assert verifier_.helpers == 0
+
+
 def test_a_verifier_without_processes_starts_no_helper() -> None:
     checks = Verifier(2, processes=False)
     try:
