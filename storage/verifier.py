@@ -29,7 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Final
 
-from ._verify_worker import MAX_REQUEST, encode_records
+from ._verify_worker import MAX_REQUEST, BadRequest, encode_records
 from .entry import SIGNATURE_DOMAIN, Entry
 from .errors import BadSignature
 
@@ -101,9 +101,12 @@ class _Helper:
         self._answers: IO[bytes] = self._process.stdout
 
     def check(self, entries: Sequence[Entry]) -> list[BadSignature | None]:
-        body = encode_records(
-            [(entry.header.author, entry.signature, entry.header_bytes) for entry in entries]
-        )
+        try:
+            body = encode_records(
+                [(entry.header.author, entry.signature, entry.header_bytes) for entry in entries]
+            )
+        except BadRequest as exc:  # a field no parsed entry has; checked here then
+            raise HelperFailed(f"an entry the verify helper cannot take: {exc}") from exc
         if len(body) > MAX_REQUEST:
             raise HelperFailed("a batch too large for one request")
         try:

@@ -3,6 +3,7 @@ storage/_verify_worker.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import struct
 import subprocess
@@ -172,6 +173,17 @@ def test_without_an_interpreter_to_start_helpers_batches_are_checked_in_threads(
     results = verifier_.check(log)
     assert [index for index, result in enumerate(results) if result is not None] == [4]
     assert verifier_.helpers == 0
+
+
+def test_an_entry_the_helper_protocol_cannot_carry_is_checked_in_the_thread(
+    verifier_: Verifier,
+) -> None:
+    log = posts(ALICE, 2 * PROCESS_BATCH)
+    # Parsing never makes such an entry; a short author key cannot verify.
+    log[0] = dataclasses.replace(log[0], header=dataclasses.replace(log[0].header, author=b"k"))
+    results = verifier_.check(log)
+    assert isinstance(results[0], BadSignature)
+    assert results[1:] == [None] * (len(log) - 1)
 
 
 def test_a_verifier_without_processes_starts_no_helper() -> None:
