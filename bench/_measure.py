@@ -74,18 +74,12 @@ class Load:
 
     own_cpu_s: float = 0.0
     other_share: float | None = None  # of all cores; None where unknown
-    #: CPU seconds the machine had in the block (wall time x cores); 0 where unknown.
-    capacity_s: float = 0.0
 
-    def note(self, exclude_cpu_s: float = 0.0) -> str:
-        """A warning when other processes took CPU meanwhile; ``exclude_cpu_s``
-        seconds of theirs belong to the benchmark (a helper process of its own)."""
-        if self.other_share is None:
-            return ""
+    def note(self) -> str:
+        """A warning when other processes took CPU meanwhile (the ones this
+        process started count as its own)."""
         share = self.other_share
-        if self.capacity_s > 0:
-            share = max(0.0, share - exclude_cpu_s / self.capacity_s)
-        if share < 0.05:
+        if share is None or share < 0.05:
             return ""
         return f" [other processes used {share:.0%} of the CPU meanwhile]"
 
@@ -104,5 +98,4 @@ def machine_load() -> Iterator[Load]:
         after = _busy_and_total()
         if before is not None and after is not None and after[1] > before[1]:
             others = after[0] - before[0] - load.own_cpu_s
-            load.capacity_s = after[1] - before[1]
-            load.other_share = max(0.0, others / load.capacity_s)
+            load.other_share = max(0.0, others / (after[1] - before[1]))

@@ -208,8 +208,8 @@ class RouterParams:
     # Pushers kept in a feed topic before it carried anything: with nothing
     # to learn from, every mesh peer would push the first entry. Four random
     # ones still reach every follower: bench/simulate.py at 10,000 nodes,
-    # redundancy 3.05 -> 2.07 (quiet), hops p99 6 -> 7 and latency p99 243 ->
-    # 324 ms; with three, hops p99 under churn was 9 (docs/scaling.md).
+    # redundancy 3.05 -> 2.01 (quiet), hops p99 6 -> 7 and latency p99 243 ->
+    # 317 ms; with three, hops p99 under churn was 9 (docs/scaling.md).
     # 0: keep them all until the first entry.
     d_unchoked_cold: int = 4
     # CHOKE and UNCHOKE messages heeded per peer and heartbeat: each past it
@@ -490,7 +490,7 @@ class Router:
         self._windows: deque[list[bytes]] = deque([[]])
         # Per joined topic: the mesh peers we choked, and those that choked us.
         self._choking: dict[str, dict[bytes, None]] = {}
-        # Joined feed topics in which a mesh peer delivered an entry.
+        # Joined topics in which a mesh peer delivered an entry.
         self._carried: set[str] = set()
         self._choked_by: dict[str, set[bytes]] = {}
         self._promises: dict[bytes, dict[bytes, float]] = {}  # id -> {peer: deadline}
@@ -1054,7 +1054,9 @@ class Router:
     ) -> None:
         """Choke the mesh peers of ``topic`` whose copies came late since the
         last heartbeat, keeping the ``d_unchoked`` earliest (and at least that
-        many unchoked); record the messages to send in ``chokes``/``unchokes``."""
+        many unchoked); before anything was learned, keep only the author if
+        it is a peer, else ``d_unchoked_cold`` at random. Record the messages
+        to send in ``chokes``/``unchokes``."""
         p = self._p
         pushers = p.d_unchoked_shared if topic == SQUARE else p.d_unchoked
         choking = self._choking[topic]
@@ -1067,8 +1069,7 @@ class Router:
             # to learn from). Announcements of a choked peer still arrive.
             for peer in mesh:
                 if peer != author and peer not in choking:
-                    choking[peer] = None
-                    chokes.setdefault(peer, []).append(topic)
+                    self._choke(topic, peer, choking, chokes)
             self._choke_again(topic, choking, chokes)
             return
         if p.choking and p.d_unchoked_cold and topic != SQUARE and topic not in self._carried:
@@ -1076,8 +1077,7 @@ class Router:
             free = [peer for peer in mesh if peer not in choking]
             if len(free) > p.d_unchoked_cold:
                 for peer in self._rng.sample(free, len(free) - p.d_unchoked_cold):
-                    choking[peer] = None
-                    chokes.setdefault(peer, []).append(topic)
+                    self._choke(topic, peer, choking, chokes)
             self._choke_again(topic, choking, chokes)
             self._unchoke_some(topic, p.d_unchoked_cold - len(free), choking, unchokes)
             return
@@ -1096,11 +1096,17 @@ class Router:
                 if unchoked <= pushers:
                     break
                 if self._peers[peer].delivered[topic][2] == 0:
-                    choking[peer] = None
-                    chokes.setdefault(peer, []).append(topic)
+                    self._choke(topic, peer, choking, chokes)
                     unchoked -= 1
         self._choke_again(topic, choking, chokes)
         self._unchoke_some(topic, pushers - unchoked, choking, unchokes)
+
+    @staticmethod
+    def _choke(
+        topic: str, peer: bytes, choking: dict[bytes, None], chokes: dict[bytes, list[str]]
+    ) -> None:
+        choking[peer] = None
+        chokes.setdefault(peer, []).append(topic)
 
     def _unchoke_some(
         self,

@@ -14,7 +14,7 @@ import trio
 
 from gossip.wire import feed_topic
 from node.local import LocalNode
-from node.runtime import NodeOptions
+from node.runtime import Node, NodeOptions
 from node.testing import Swarm, open_swarm
 
 #: The connection manager runs every second: the tests wait less for it.
@@ -74,6 +74,16 @@ async def _until(meshes_formed: Callable[[], object]) -> None:
         if meshes_formed():
             return
         await trio.sleep(OPTIONS.router.heartbeat_interval)
+
+
+async def _meshed_without(author: Node, first: Node, second: Node) -> None:
+    """``first`` and ``second`` follow ``author`` and mesh its feed's topic with
+    each other, while the test keeps the author out of their reach."""
+    assert await first.dial(*second.listen_address)
+    await first.follow(author.me)
+    await second.follow(author.me)
+    topic = feed_topic(author.me)
+    await _until(lambda: second.me in first.router.mesh(topic) and second.router.mesh(topic))
 
 
 async def _dht_is_cut(swarm: Swarm, index: int, far: int) -> None:
@@ -227,13 +237,7 @@ async def test_an_author_whose_followers_mesh_only_with_each_other_dials_them() 
             author, first, second = swarm.nodes[1], swarm.nodes[2], swarm.nodes[3]
             for follower in (first, second):
                 await follower.set_test_reachable(lambda peer: peer != author.me)
-            assert await first.dial(*second.listen_address)
-            await first.follow(author.me)
-            await second.follow(author.me)
-            topic = feed_topic(author.me)
-            await _until(
-                lambda: second.me in first.router.mesh(topic) and second.router.mesh(topic)
-            )
+            await _meshed_without(author, first, second)
             for follower in (first, second):
                 await follower.set_test_reachable(None)
             entry = await author.post("anyone there?")
@@ -253,11 +257,7 @@ async def test_an_author_that_could_not_reach_its_followers_looks_for_them_again
             author, first, second = swarm.nodes[1], swarm.nodes[2], swarm.nodes[3]
             followers = {first.me, second.me}
             await author.set_test_reachable(lambda peer: peer not in followers)
-            assert await first.dial(*second.listen_address)
-            await first.follow(author.me)
-            await second.follow(author.me)
-            topic = feed_topic(author.me)
-            await _until(lambda: first.router.mesh(topic) and second.router.mesh(topic))
+            await _meshed_without(author, first, second)
             entry = await author.post("is anyone awake?")
             # The author looked its followers up after the post and could not
             # dial them: its posts are still unheard, it looks again.
