@@ -116,10 +116,11 @@ _INLINE_ROUND: Final = 16
 #: Sync batches waiting to be stored. When the queue is full, the peers
 #: that send more are not read until the store catches up.
 _SYNC_QUEUE: Final = 16
-#: One ingest round takes what is queued, up to about this many entries, in
-#: one ``Store.ingest`` call of chunks (one transaction each) of _SYNC_CHUNK:
-#: large chunks write faster (each commit rewrites the index pages it
-#: touched), and the store verifies one chunk while it writes the one before.
+#: One ingest round takes what is queued, up to about this many entries, and
+#: stores them in one transaction: large transactions write faster (each
+#: commit rewrites the index pages it touched). Its signatures are checked in
+#: chunks of _SYNC_CHUNK, so the verify helpers start on the first chunk
+#: while the rest of the round is parsed.
 _SYNC_ROUND: Final = 4096
 _SYNC_CHUNK: Final = 2048
 #: A store that fails in ingest (a full disk) is logged at most once in this

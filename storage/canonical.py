@@ -43,11 +43,15 @@ def _tree_problem(value: Any, depth: int) -> str | None:
     if kind is int:
         return None if _INT_LOW <= value < _INT_END else "integer out of the 64-bit range"
     if kind is dict:
-        keys = list(value)
-        if not all(type(key) is str for key in keys):
-            return "map key is not a string"
-        if keys != sorted(keys):
-            return "map keys are not sorted"
+        # Python orders str by code point, as UTF-8 orders bytes; a decoded
+        # map has no repeated key, so each key is above the one before.
+        previous = None
+        for key in value:
+            if type(key) is not str:
+                return "map key is not a string"
+            if previous is not None and key <= previous:
+                return "map keys are not sorted"
+            previous = key
         items: Any = value.values()
     elif kind is list or kind is tuple:
         items = value

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
+import msgpack
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -208,6 +209,37 @@ def _header_problem(h: Header) -> str | None:
 
 
 def _decode_header(data: bytes) -> Header:
+    # The common case first: eight fields of the exact types a header has
+    # (so no float, map or extension type anywhere) that re-encode to the
+    # same bytes, and a valid header. Anything else takes the full path,
+    # which says what is wrong.
+    if len(data) <= MAX_HEADER_SIZE:
+        try:
+            value = canonical.unpack_bounded(data, max_size=MAX_HEADER_SIZE)
+        except ValueError:
+            value = None
+        if type(value) is list and len(value) == 8:
+            version, author, seq, prev, timestamp, kind, payload_hash, payload_size = value
+            if (
+                type(version) is int
+                and type(author) is bytes
+                and type(seq) is int
+                and (prev is None or type(prev) is bytes)
+                and type(timestamp) is int
+                and type(kind) is str
+                and type(payload_hash) is bytes
+                and type(payload_size) is int
+                and msgpack.packb(value, use_bin_type=True) == data
+            ):
+                header = Header(
+                    version, author, seq, prev, timestamp, kind, payload_hash, payload_size
+                )
+                if _header_problem(header) is None:
+                    return header
+    return _decode_header_in_full(data)
+
+
+def _decode_header_in_full(data: bytes) -> Header:
     value = canonical.unpack_untrusted(data, max_size=MAX_HEADER_SIZE, what="header")
     if not isinstance(value, list) or not value:
         raise MalformedEntry("header is not an array", problem="bad-header")

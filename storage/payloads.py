@@ -218,21 +218,22 @@ def _tags(value: object) -> tuple[str, ...]:
     return tags
 
 
-def _fields(value: object, required: set[str]) -> dict[str, Any]:
+def _fields(value: object, required: tuple[str, ...]) -> dict[str, Any]:
     # Fields this version does not know are allowed and ignored (they stay in
     # the stored bytes), so a later version can add optional fields to a kind
     # without older nodes refusing its entries and, with them, the rest of the log.
+    # ``required`` is in sorted order: the first missing one is named.
     if not isinstance(value, dict):
         raise _FieldProblem("payload must be a map")
-    missing = required - set(value)
-    if missing:
-        raise _FieldProblem(f"missing field {sorted(missing)[0]!r}")
+    for name in required:
+        if name not in value:
+            raise _FieldProblem(f"missing field {name!r}")
     return value
 
 
 def _build(kind: str, value: object) -> Payload:
     if kind == "post":
-        f = _fields(value, {"text"})
+        f = _fields(value, ("text",))
         if ("root" in f) != ("parent" in f):
             raise _FieldProblem("a reply needs both root and parent")
         return Post(
@@ -244,17 +245,17 @@ def _build(kind: str, value: object) -> Payload:
             cw=_text(f["cw"], "cw", MAX_CW_CHARS, multiline=False) if "cw" in f else None,
         )
     if kind == "repost":
-        f = _fields(value, {"entry", "author"})
+        f = _fields(value, ("author", "entry"))
         return Repost(entry=_id(f["entry"], "entry"), author=_id(f["author"], "author"))
     if kind == "react":
-        f = _fields(value, {"entry", "author", "emoji"})
+        f = _fields(value, ("author", "emoji", "entry"))
         return React(
             entry=_id(f["entry"], "entry"),
             author=_id(f["author"], "author"),
             emoji=_text(f["emoji"], "emoji", MAX_EMOJI_CHARS, multiline=False),
         )
     if kind in ("follow", "unfollow", "block", "unblock"):
-        f = _fields(value, {"feed"})
+        f = _fields(value, ("feed",))
         feed = _id(f["feed"], "feed")
         if kind == "follow":
             return Follow(feed=feed)
@@ -262,7 +263,7 @@ def _build(kind: str, value: object) -> Payload:
             return Unfollow(feed=feed)
         return Block(feed=feed) if kind == "block" else Unblock(feed=feed)
     if kind == "profile":
-        f = _fields(value, set())
+        f = _fields(value, ())
         return Profile(
             name=_text(f["name"], "name", MAX_NAME_CHARS, multiline=False)
             if "name" in f
@@ -270,7 +271,7 @@ def _build(kind: str, value: object) -> Payload:
             bio=_text(f["bio"], "bio", MAX_BIO_CHARS, multiline=True) if "bio" in f else None,
         )
     if kind == "delete":
-        f = _fields(value, {"entry"})
+        f = _fields(value, ("entry",))
         return Delete(entry=_id(f["entry"], "entry"))
     if not isinstance(value, dict):
         raise _FieldProblem("payload must be a map")

@@ -4,7 +4,9 @@ a changed byte through."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
+import msgpack
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
@@ -21,6 +23,9 @@ from storage.entry import (
     SIGNATURE_DOMAIN,
     VERSION,
     Entry,
+    Header,
+    _decode_header,
+    _decode_header_in_full,
     create_entry,
     decode_entry_untrusted,
     entry_id,
@@ -459,3 +464,53 @@ def test_arbitrary_bytes_raise_only_entry_errors(
     except (MalformedEntry, BadSignature):
         return
     pytest.fail("random bytes decoded as a signed entry")
+
+
+# --- the header's fast path agrees with the full decoder ------------------------
+
+
+def _outcome(decode_header: Callable[[bytes], Header], data: bytes) -> object:
+    try:
+        return decode_header(data)
+    except MalformedEntry as exc:
+        return (exc.problem, str(exc))
+
+
+@settings(max_examples=500)
+@given(st.sampled_from(ENTRIES), st.data())
+def test_header_fast_path_decides_as_the_full_decoder(entry: Entry, data: st.DataObject) -> None:
+    # The common case skips the canonical tree walk (the exact field types
+    # make it redundant); every header, valid or not, must get the same
+    # result, or the same error, as the full path.
+    header = bytearray(entry.header_bytes)
+    for _ in range(data.draw(st.integers(0, 3))):
+        action = data.draw(st.sampled_from(["set", "insert", "delete"]))
+        position = data.draw(st.integers(0, max(0, len(header) - 1)))
+        if action == "set" and header:
+            header[position] = data.draw(st.integers(0, 255))
+        elif action == "insert":
+            header[position:position] = data.draw(st.binary(min_size=1, max_size=9))
+        elif header:
+            del header[position]
+    blob = bytes(header)
+    assert _outcome(_decode_header, blob) == _outcome(_decode_header_in_full, blob)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [VERSION, b"a" * 32, 1, None, 5, "post", b"h" * 32, 3],  # a weak author key
+        [VERSION, public(KEY), 1, None, 5.0, "post", b"h" * 32, 3],  # a float
+        [VERSION, public(KEY), True, None, 5, "post", b"h" * 32, 3],  # a boolean seq
+        [VERSION, public(KEY), 1, None, 5, "Post", b"h" * 32, 3],  # a bad kind
+        [2, public(KEY), 1, None, 5, "post", b"h" * 32, 3],  # another version
+        [VERSION, public(KEY), 1, None, 5, "post", b"h" * 32],  # seven fields
+    ],
+)
+def test_header_fast_path_leaves_bad_headers_to_the_full_decoder(fields: list[object]) -> None:
+    data = msgpack.packb(fields, use_bin_type=True)
+    with pytest.raises(MalformedEntry) as fast:
+        _decode_header(data)
+    with pytest.raises(MalformedEntry) as full:
+        _decode_header_in_full(data)
+    assert (fast.value.problem, str(fast.value)) == (full.value.problem, str(full.value))

@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -245,3 +246,20 @@ def test_check_then_ingest_checked_stores_as_ingest_does(tmp_path: Path) -> None
         assert two.latest_seq(public(ALICE)) == 600
         assert two.latest_seq(public(BOB)) == 1
         two.verify_all()
+
+
+def test_ingest_checked_writes_every_chunk_in_one_transaction(tmp_path: Path) -> None:
+    entries = posts(ALICE, 300)
+    with Store.open(tmp_path / "a.db") as store:
+        checked = store.check(entries, chunk_size=100)
+        failing: Future[list[BadSignature | None]] = Future()
+        failing.set_exception(RuntimeError("a verify thread broke"))
+        offset, chunk, _ = checked.chunks[2]
+        broken = dataclasses.replace(
+            checked, chunks=(*checked.chunks[:2], (offset, chunk, [failing]))
+        )
+        with pytest.raises(RuntimeError):
+            store.ingest_checked(broken)
+        # The chunks written before the failure were rolled back with it.
+        assert store.latest_seq(public(ALICE)) == 0
+        assert store.ingest_checked(store.check(entries, chunk_size=100)).stored == 300
