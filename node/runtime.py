@@ -123,6 +123,14 @@ _SYNC_QUEUE: Final = 16
 #: while the rest of the round is parsed.
 _SYNC_ROUND: Final = 4096
 _SYNC_CHUNK: Final = 2048
+#: The node checkpoints its store (see Node._checkpoints) when this many rows
+#: changed since the last time (128 gossip rounds of one entry, two rows
+#: each, write some 900 pages of log; SQLite's own rule is 1,000 pages), or
+#: when this many seconds passed with any change; it looks every
+#: _CHECKPOINT_POLL seconds.
+_CHECKPOINT_CHANGES: Final = 256
+_CHECKPOINT_AGE: Final = 30.0
+_CHECKPOINT_POLL: Final = 1.0
 #: A store that fails in ingest (a full disk) is logged at most once in this
 #: many seconds: peers keep sending, and the node goes on.
 _STORE_FAILURE_QUIET: Final = 60.0
@@ -787,6 +795,29 @@ class Node:
                 " them again when it can store them)",
                 exc,
             )
+
+    async def _checkpoints(self) -> None:
+        """Copy the store's write-ahead log into its database file from a
+        worker thread, once enough was written or some time passed, until
+        cancelled. The node turns SQLite's own checkpoints off: they run in
+        whichever commit takes the log past 1,000 pages, and for the small
+        rounds stored in the event loop's thread that meant a pause of
+        milliseconds, with two syncs to disk, for everything the loop runs.
+        """
+        last = trio.current_time()
+        while True:
+            await trio.sleep(_CHECKPOINT_POLL)
+            changes = await self._db_here(lambda: self.store.changes_since_checkpoint)
+            now = trio.current_time()
+            if changes < _CHECKPOINT_CHANGES and not (changes and now - last >= _CHECKPOINT_AGE):
+                continue
+            last = now
+            try:
+                await self._db(self.store.checkpoint)
+            except StorageError as exc:
+                # Nothing is lost: the log keeps every commit. Tried again
+                # after _CHECKPOINT_AGE.
+                log.warning("could not checkpoint the store: %s", exc)
 
     # --- peers ----------------------------------------------------------------------
 
@@ -1467,6 +1498,8 @@ async def open_node(local: LocalNode, options: NodeOptions | None = None) -> Asy
             trio.open_nursery() as nursery,
         ):
             node = Node(local, options, nursery, discovery, listen)
+            local.store.auto_checkpoint = False
+            nursery.start_soon(node._checkpoints)
             await node._rescope()
             await nursery.start(trio.serve_listeners, node._serve, listeners)
             nursery.start_soon(node._heartbeats)
@@ -1493,5 +1526,7 @@ async def open_node(local: LocalNode, options: NodeOptions | None = None) -> Asy
             finally:
                 nursery.cancel_scope.cancel()
     finally:
+        with contextlib.suppress(StorageError):
+            local.store.auto_checkpoint = True
         for listener in listeners:
             await trio.aclose_forcefully(listener)

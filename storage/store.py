@@ -109,6 +109,10 @@ Cursor = tuple[int, int]
 RawRow = tuple[bytes, bytes, bytes | None]
 
 
+#: SQLite's default for ``wal_autocheckpoint``.
+_AUTO_CHECKPOINT_PAGES: Final = 1000
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -369,6 +373,7 @@ class Store:
         self._db = db
         self._verifier = verifier or Verifier()
         self._clock = clock
+        self._changes_at_checkpoint = db.total_changes
 
     @classmethod
     def open(
@@ -412,6 +417,36 @@ class Store:
 
     def __enter__(self) -> Store:
         return self
+
+    # --- checkpoints ----------------------------------------------------------
+
+    @property
+    def auto_checkpoint(self) -> bool:
+        """Whether SQLite copies the write-ahead log into the database file
+        itself, in the commit that takes the log past 1,000 pages (the
+        default). That commit then takes milliseconds, with two syncs to
+        disk: a node whose event loop writes small rounds turns this off and
+        calls :meth:`checkpoint` from a worker thread instead."""
+        (pages,) = self._db.execute("PRAGMA wal_autocheckpoint").fetchone()
+        return bool(pages > 0)
+
+    @auto_checkpoint.setter
+    @_sqlite_errors
+    def auto_checkpoint(self, on: bool) -> None:
+        self._db.execute(f"PRAGMA wal_autocheckpoint = {_AUTO_CHECKPOINT_PAGES if on else 0}")
+
+    @property
+    def changes_since_checkpoint(self) -> int:
+        """Rows inserted, updated or deleted since the last :meth:`checkpoint`
+        (or since the store was opened)."""
+        return self._db.total_changes - self._changes_at_checkpoint
+
+    @_sqlite_errors
+    def checkpoint(self) -> None:
+        """Copy what the write-ahead log holds into the database file, as far
+        as readers allow (a passive checkpoint: it waits for nobody)."""
+        self._changes_at_checkpoint = self._db.total_changes
+        self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
