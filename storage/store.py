@@ -418,6 +418,9 @@ class Store:
     def __enter__(self) -> Store:
         return self
 
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     # --- checkpoints ----------------------------------------------------------
 
     @property
@@ -447,9 +450,6 @@ class Store:
         as readers allow (a passive checkpoint: it waits for nobody)."""
         self._changes_at_checkpoint = self._db.total_changes
         self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # --- writing ------------------------------------------------------------
 
