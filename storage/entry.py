@@ -18,7 +18,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Final
+from typing import Any, Final
 
 import msgpack
 from cryptography.exceptions import InvalidSignature
@@ -208,6 +208,22 @@ def _header_problem(h: Header) -> str | None:
     return None
 
 
+def _typed(fields: list[Any]) -> bool:
+    """Whether eight decoded header fields have a header's types (exact
+    types: a decoder makes no subclasses, and a boolean is no seq)."""
+    version, author, seq, prev, timestamp, kind, payload_hash, payload_size = fields
+    return (
+        type(version) is int
+        and type(author) is bytes
+        and type(seq) is int
+        and (prev is None or type(prev) is bytes)
+        and type(timestamp) is int
+        and type(kind) is str
+        and type(payload_hash) is bytes
+        and type(payload_size) is int
+    )
+
+
 def _decode_header(data: bytes) -> Header:
     # The common case first: eight fields of the exact types a header has
     # (so no float, map or extension type anywhere) that re-encode to the
@@ -218,24 +234,15 @@ def _decode_header(data: bytes) -> Header:
             value = canonical.unpack_bounded(data, max_size=MAX_HEADER_SIZE)
         except ValueError:
             value = None
-        if type(value) is list and len(value) == 8:
-            version, author, seq, prev, timestamp, kind, payload_hash, payload_size = value
-            if (
-                type(version) is int
-                and type(author) is bytes
-                and type(seq) is int
-                and (prev is None or type(prev) is bytes)
-                and type(timestamp) is int
-                and type(kind) is str
-                and type(payload_hash) is bytes
-                and type(payload_size) is int
-                and msgpack.packb(value, use_bin_type=True) == data
-            ):
-                header = Header(
-                    version, author, seq, prev, timestamp, kind, payload_hash, payload_size
-                )
-                if _header_problem(header) is None:
-                    return header
+        if (
+            type(value) is list
+            and len(value) == 8
+            and _typed(value)
+            and msgpack.packb(value, use_bin_type=True) == data
+        ):
+            header = Header(*value)
+            if _header_problem(header) is None:
+                return header
     return _decode_header_in_full(data)
 
 
@@ -247,19 +254,9 @@ def _decode_header_in_full(data: bytes) -> Header:
         raise MalformedEntry(f"unknown entry version {value[0]!r}", problem="unknown-version")
     if len(value) != 8:
         raise MalformedEntry(f"header has {len(value)} fields, not 8", problem="bad-header")
-    version, author, seq, prev, timestamp, kind, payload_hash, payload_size = value
-    types = (
-        isinstance(author, bytes)
-        and type(seq) is int
-        and (prev is None or isinstance(prev, bytes))
-        and type(timestamp) is int
-        and isinstance(kind, str)
-        and isinstance(payload_hash, bytes)
-        and type(payload_size) is int
-    )
-    if not types:
+    if not _typed(value):
         raise MalformedEntry("header field has the wrong type", problem="bad-header")
-    header = Header(version, author, seq, prev, timestamp, kind, payload_hash, payload_size)
+    header = Header(*value)
     problem = _header_problem(header)
     if problem:
         raise MalformedEntry(f"header: {problem}", problem="bad-header")
