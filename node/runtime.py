@@ -324,6 +324,10 @@ class Node:
         self._unregistered: dict[bytes, trio.Event] = {}
         self._gaps = GapBuffer()
         self._scope: frozenset[bytes] = frozenset()
+        # The feeds the owner blocks. Set only in the store's worker calls
+        # (under the store lock, as the store changes), and handed to every
+        # ingest: an entry judged or fetched before a block is not written
+        # after the block's purge.
         self._blocked: frozenset[bytes] = frozenset()
         self._square_budget = SquareBudget()
         self._subscribers: list[trio.MemorySendChannel[NodeEvent]] = []
@@ -457,10 +461,17 @@ class Node:
     async def block(self, feed: bytes) -> Entry | None:
         """Block ``feed``: publish the block, purge its entries, end any
         session with it and refuse new ones."""
-        entry = await self._relation(self.local.block, feed)
+        entry = await self._relation(self._block_here, feed)
         connection = self._connections.get(feed)
         if connection is not None:
             connection.close("blocked")
+        return entry
+
+    def _block_here(self, feed: bytes) -> Entry | None:
+        """Block ``feed`` in the store (in the worker thread), and refuse its
+        entries from the next ingest on."""
+        entry = self.local.block(feed)
+        self._blocked = self._blocked | {feed}
         return entry
 
     async def unblock(self, feed: bytes) -> Entry | None:
@@ -527,8 +538,9 @@ class Node:
 
     # --- replication scope and topics ------------------------------------------
 
-    def _compute_scope(self) -> tuple[frozenset[bytes], frozenset[bytes]]:
-        """The feeds replicated here, and the feeds the owner blocks."""
+    def _compute_scope(self) -> frozenset[bytes]:
+        """The feeds replicated here (in the worker thread); also sets the
+        feeds the owner blocks, as the store holds them now."""
         store, me = self.store, self.me
         following: dict[bytes, list[bytes]] = {me: store.following(me)}
         frontier = list(following[me])
@@ -539,11 +551,11 @@ class Node:
                     following[feed] = store.following(feed)
                     next_frontier.extend(following[feed])
             frontier = next_frontier
-        blocked = frozenset(store.blocking(me))
-        return replication_scope(me, following, hops=self.options.hops, blocked=blocked), blocked
+        self._blocked = frozenset(store.blocking(me))
+        return replication_scope(me, following, hops=self.options.hops, blocked=self._blocked)
 
     async def _rescope(self) -> None:
-        scope, self._blocked = await self._db(self._compute_scope)
+        scope = await self._db(self._compute_scope)
         heads = await self._db(lambda: {feed: self.store.latest_seq(feed) for feed in scope})
         now = trio.current_time()
         wanted = {feed_topic(feed) for feed in scope} | (
@@ -687,6 +699,8 @@ class Node:
         store = self._db_here if len(order) <= _INLINE_ROUND else self._db
         report, heads = await store(self._store_deliveries, [parsed[i] for i in order])
         now = trio.current_time()
+        for position in report.refused:
+            verdicts[order[position]] = Verdict.IGNORE  # blocked since it was judged
         gaps = False
         for position, error in report.rejected:
             index = order[position]
@@ -751,7 +765,11 @@ class Node:
         now = trio.current_time()
 
         def allow(entry: Entry) -> bool:
-            return self._square_budget.allow(entry.author, now)
+            # Asked in the worker thread, as the post is written: a block
+            # since the post was judged counts.
+            return entry.author not in self._blocked and self._square_budget.allow(
+                entry.author, now
+            )
 
         posts = [index for index, entry in loose.items() if entry.kind == "post"]
         deletes = [index for index, entry in loose.items() if entry.kind == "delete"]
@@ -776,7 +794,7 @@ class Node:
     def _store_deliveries(self, entries: Sequence[Entry]) -> tuple[IngestReport, dict[bytes, int]]:
         """Ingest ``entries``; also the store's head of each author with an
         entry refused for a gap."""
-        report = self.store.ingest(entries)
+        report = self.store.ingest(entries, refuse=self._blocked)
         gapped = {entries[p].author for p, error in report.rejected if error.problem == "gap"}
         return report, {author: self.store.latest_seq(author) for author in gapped}
 
@@ -1226,9 +1244,9 @@ class Node:
         they are parsed, a chunk at a time, so the verify threads check one
         chunk while this thread parses the next and writes the one before."""
         if checked is None:
-            report = self.store.ingest(parsed, chunk_size=_SYNC_CHUNK)
+            report = self.store.ingest(parsed, chunk_size=_SYNC_CHUNK, refuse=self._blocked)
         else:
-            report = self.store.ingest_checked(checked)
+            report = self.store.ingest_checked(checked, refuse=self._blocked)
         entries, sources = parsed.entries, parsed.sources
         added = []
         for index in report.stored_indices:

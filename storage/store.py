@@ -28,7 +28,7 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,6 +156,8 @@ class SquareReport:
 class IngestReport:
     """What :meth:`Store.ingest` did: counts, and each rejected entry's error.
 
+    ``refused`` are the indices of the entries left out because the caller
+    refuses their author (see ``refuse`` of :meth:`Store.ingest`).
     ``stored_indices`` are the indices in ``entries`` of the entries stored
     (new ones and forks, not duplicates), ascending; reports compare equal
     whatever they hold.
@@ -165,6 +167,7 @@ class IngestReport:
     duplicates: int = 0
     forks: int = 0
     rejected: tuple[tuple[int, EntryError], ...] = ()
+    refused: tuple[int, ...] = ()
     stored_indices: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
 
@@ -261,6 +264,7 @@ class _Counts:
     duplicates: int = 0
     forks: int = 0
     rejected: list[tuple[int, EntryError]] = field(default_factory=list)
+    refused: list[int] = field(default_factory=list)
     stored_indices: list[int] = field(default_factory=list)
 
     def report(self) -> IngestReport:
@@ -269,6 +273,7 @@ class _Counts:
             self.duplicates,
             self.forks,
             tuple(self.rejected),
+            tuple(self.refused),
             tuple(self.stored_indices),
         )
 
@@ -491,7 +496,12 @@ class Store:
 
     @_sqlite_errors
     def ingest(
-        self, entries: Iterable[Entry], *, atomic: bool = False, chunk_size: int = 4096
+        self,
+        entries: Iterable[Entry],
+        *,
+        atomic: bool = False,
+        chunk_size: int = 4096,
+        refuse: Container[bytes] = frozenset(),
     ) -> IngestReport:
         """Check and store entries from outside, in log order per author.
 
@@ -508,6 +518,12 @@ class Store:
         A chunk is ``chunk_size`` entries. Larger chunks store faster, since
         each commit rewrites every index page its entries touched (ids are
         random); 4096 entries are a few MB in memory.
+
+        Entries whose author is in ``refuse`` are left out and listed in the
+        report's ``refused``; it is read as each entry is written, so a node
+        that blocks a feed while a round is on its way to the store can hand
+        its current set and know that nothing of that feed is written after
+        the block's purge.
         """
         counts = _Counts()
         pending: tuple[int, list[Entry], list[Any]] | None = None
@@ -518,11 +534,15 @@ class Store:
             for chunk in _chunks(entries, chunk_size):
                 futures = self._verifier.submit(chunk)
                 if pending is not None:
-                    self._write_chunk(*pending, counts, own_transaction=not atomic, strict=atomic)
+                    self._write_chunk(
+                        *pending, counts, own_transaction=not atomic, strict=atomic, refuse=refuse
+                    )
                 pending = (offset, chunk, futures)
                 offset += len(chunk)
             if pending is not None:
-                self._write_chunk(*pending, counts, own_transaction=not atomic, strict=atomic)
+                self._write_chunk(
+                    *pending, counts, own_transaction=not atomic, strict=atomic, refuse=refuse
+                )
             if atomic:
                 self._db.execute("COMMIT")
         except BaseException:
@@ -548,9 +568,12 @@ class Store:
         return CheckedEntries(tuple(chunks))
 
     @_sqlite_errors
-    def ingest_checked(self, checked: CheckedEntries) -> IngestReport:
+    def ingest_checked(
+        self, checked: CheckedEntries, *, refuse: Container[bytes] = frozenset()
+    ) -> IngestReport:
         """Store what :meth:`check` started checking, as :meth:`ingest` does
-        without ``atomic`` (invalid entries are left out and reported), but
+        without ``atomic`` (invalid entries are left out and reported, and so
+        are those whose author is in ``refuse``), but
         in one transaction: each chunk is written once its checks are done.
         Indices in the report count from the first entry given to ``check``.
 
@@ -565,7 +588,13 @@ class Store:
         try:
             for offset, chunk, futures in checked.chunks:
                 self._write_chunk(
-                    offset, chunk, futures, counts, own_transaction=False, strict=False
+                    offset,
+                    chunk,
+                    futures,
+                    counts,
+                    own_transaction=False,
+                    strict=False,
+                    refuse=refuse,
                 )
             self._db.execute("COMMIT")
         except BaseException:
@@ -583,10 +612,12 @@ class Store:
         *,
         own_transaction: bool,
         strict: bool,
+        refuse: Container[bytes],
     ) -> None:
         """Write ``chunk`` once its checks (``futures``) are done, in a
         transaction of its own or the caller's; ``strict``: the first invalid
-        entry raises, instead of being left out and counted."""
+        entry raises, instead of being left out and counted. Entries of the
+        authors in ``refuse`` are left out and counted."""
         verdicts: list[BadSignature | None] = []
         for future in futures:
             verdicts.extend(future.result())
@@ -597,6 +628,9 @@ class Store:
             batch = self._batch(chunk)
             insert = self._insert
             for index, (entry, bad) in enumerate(zip(chunk, verdicts, strict=True)):
+                if entry.header.author in refuse:
+                    counts.refused.append(offset + index)
+                    continue
                 try:
                     if bad is not None:
                         raise bad

@@ -205,6 +205,21 @@ def test_ingest_spanning_many_chunks(store: Store) -> None:
     assert store.ingest(log, chunk_size=3, atomic=True).duplicates == 25
 
 
+@pytest.mark.parametrize("checked", [False, True], ids=["ingest", "ingest_checked"])
+def test_entries_of_refused_authors_are_left_out_and_listed(store: Store, checked: bool) -> None:
+    alice, bob = posts(ALICE, 3), posts(BOB, 2)
+    entries = [alice[0], bob[0], alice[1], bob[1], alice[2]]
+    refuse = frozenset({B})
+    if checked:
+        report = store.ingest_checked(store.check(entries, chunk_size=2), refuse=refuse)
+    else:
+        report = store.ingest(entries, chunk_size=2, refuse=refuse)
+    assert report == IngestReport(stored=3, refused=(1, 3))
+    assert report.stored_indices == (0, 2, 4)
+    assert store.feed_info(B) is None
+    assert store.latest_seq(A) == 3
+
+
 def test_gap_is_rejected(store: Store) -> None:
     log = posts(ALICE, 3)
     report = store.ingest([log[0], log[2]])
