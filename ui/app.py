@@ -95,6 +95,9 @@ class TorvApp(App[None]):
         self.input_at = -1e9
         self._peers: set[bytes] = set()
         self._peer_count: int | None = None
+        # Peer events seen while the first view of the network is on its way
+        # (``None`` once it is in): the view may be older than some of them.
+        self._early_peer_events: list[ClientEvent] | None = []
         self._events: deque[ClientEvent] = deque()
         self._events_lock = threading.Lock()
         self._events_posted = False
@@ -112,7 +115,15 @@ class TorvApp(App[None]):
         with self.reporting():
             await self.ask(self.client.subscribe, self._deliver)
             view = await self.ask(self.client.network)
-            self._peers = {peer.identity for peer in view.peers}
+            # The view was read after the subscription began, so replaying
+            # every peer event seen since, in order, onto it leaves each peer
+            # as its latest news says (a peer that came up while the view was
+            # read is not lost to a view taken just before).
+            peers = {peer.identity for peer in view.peers}
+            for event in self._early_peer_events or ():
+                _apply_peer_event(peers, event)
+            self._early_peer_events = None
+            self._peers = peers
             self.set_peer_count(len(self._peers))
 
     def _deliver(self, event: ClientEvent) -> None:
@@ -177,12 +188,10 @@ class TorvApp(App[None]):
             self._events_posted = False
         peers_changed = False
         for event in batch:
-            if event.kind == "peer-up" and event.peer is not None:
-                self._peers.add(event.peer)
+            if _apply_peer_event(self._peers, event):
                 peers_changed = True
-            elif event.kind == "peer-down" and event.peer is not None:
-                self._peers.discard(event.peer)
-                peers_changed = True
+                if self._early_peer_events is not None:
+                    self._early_peer_events.append(event)
         if peers_changed:
             self.set_peer_count(len(self._peers))
         for screen in reversed(self.screen_stack):
@@ -402,3 +411,17 @@ def make_app(client: NodeClient, *, clock: Clock = time.time) -> TorvApp:
     from; tests freeze it. The app does not close the client.
     """
     return TorvApp(client, clock=clock)
+
+
+def _apply_peer_event(peers: set[bytes], event: ClientEvent) -> bool:
+    """Add or remove the peer of a ``peer-up`` or ``peer-down`` event; whether
+    ``event`` was one of those."""
+    if event.peer is None:
+        return False
+    if event.kind == "peer-up":
+        peers.add(event.peer)
+    elif event.kind == "peer-down":
+        peers.discard(event.peer)
+    else:
+        return False
+    return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from textual.notifications import Notify
 from textual.pilot import Pilot
 from textual.widgets import Input
 
+from node.views import ClientEvent, NetworkView
 from ui.app import TorvApp, make_app
 from ui.screens.base import PAGE, PostsScreen
 from ui.screens.network import NetworkScreen
@@ -349,6 +351,35 @@ def test_the_command_palette_lists_the_screens(tmp_path: Path) -> None:
                 await pilot.pause(0.5)
                 await pilot.press("enter")
                 await wait_until(pilot, lambda: isinstance(app.screen, SquareScreen))
+
+    run(scenario)
+
+
+def test_a_peer_that_comes_up_while_the_first_network_view_is_read_is_counted(
+    tmp_path: Path,
+) -> None:
+    # The view is read first; then a peer comes up, and the app hears of it
+    # before the (older) view reaches it. The view must not undo the news.
+    newcomer = bytes(range(32))
+
+    async def scenario() -> None:
+        with fixed_client(tmp_path / "home") as client:
+            app = make_app(client, clock=fixed_clock)
+            read_view = client.network
+
+            def network() -> NetworkView:
+                view = read_view()
+                client.emit(ClientEvent("peer-up", peer=newcomer))
+                deadline = time.monotonic() + 15
+                while app.peer_count != 1:  # the app has taken the event in
+                    assert time.monotonic() < deadline, "the app never heard of the peer"
+                    time.sleep(0.01)
+                return view
+
+            client.network = network  # type: ignore[method-assign]
+            async with app.run_test(size=SIZE) as pilot:
+                await wait_until(pilot, lambda: app.peer_count not in (None, 1))
+                assert app.peer_count == len(read_view().peers) + 1
 
     run(scenario)
 
