@@ -20,6 +20,7 @@ from typing import Any, ClassVar, ParamSpec, TypeVar
 from textual import events, on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.dom import NoScreen
 from textual.message import Message
 from textual.screen import Screen
 
@@ -177,7 +178,11 @@ class TorvApp(App[None]):
 
     def set_peer_count(self, count: int) -> None:
         self._peer_count = count
-        for bar in self.screen.query(NavBar):
+        try:
+            screen = self.screen
+        except NoScreen:
+            return  # no screen yet (or any more): a screen reads the count as it mounts
+        for bar in screen.query(NavBar):
             bar.peers = count
 
     @on(NodeEvents)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ from textual.notifications import Notify
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from node.views import ClientEvent, NetworkView
+from node.views import ClientEvent, NetworkView, PostView
 from ui.app import TorvApp, make_app
 from ui.screens.base import PAGE, PostsScreen
 from ui.screens.network import NetworkScreen
@@ -380,6 +382,33 @@ def test_a_peer_that_comes_up_while_the_first_network_view_is_read_is_counted(
             async with app.run_test(size=SIZE) as pilot:
                 await wait_until(pilot, lambda: app.peer_count not in (None, 1))
                 assert app.peer_count == len(read_view().peers) + 1
+                await settle(pilot)  # no call to the store is left when it closes
+
+    run(scenario)
+
+
+def test_quitting_while_the_node_is_answering_ends_the_app_cleanly(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        with fixed_client(tmp_path / "home") as client:
+            asked, answer = threading.Event(), threading.Event()
+            read_home = client.home
+
+            def home(limit: int = 50, before: tuple[int, int] | None = None) -> list[PostView]:
+                asked.set()
+                answer.wait(15)
+                return read_home(limit, before)
+
+            client.home = home  # type: ignore[method-assign]
+            app = make_app(client, clock=fixed_clock)
+            try:
+                async with app.run_test(size=SIZE) as pilot:
+                    await wait_until(pilot, asked.is_set)
+                # The app is gone, and its load was cancelled without an error.
+                assert app.return_code in (None, 0)
+            finally:
+                answer.set()
+                # The store closes next: the client's calls must be over.
+                await asyncio.get_running_loop().shutdown_default_executor()
 
     run(scenario)
 

@@ -3,12 +3,14 @@ and the common shape of a screen that lists posts."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import TYPE_CHECKING, ClassVar, cast
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.dom import NoScreen
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Static
@@ -193,7 +195,10 @@ class PostsScreen(TorvScreen):
             self.torv.report(exc)
             return
         finally:
-            posts.loading = False
+            # The app may be closing (the reader quit while the node was
+            # answering): the list then has no screen to redraw on.
+            with contextlib.suppress(NoScreen):
+                posts.loading = False
         if not self.is_attached:
             return  # the screen went away while the node answered
         self.loaded = True
