@@ -701,9 +701,18 @@ class SyncPlanner:
         Own posts, gossip, or sync from another peer: the plan skips what is
         now held. Judges nobody.
         """
+        # :meth:`_advance`, unrolled: a node calls this on every planner for
+        # every round of gossip it stores, and the feed has no plan to trim
+        # in nearly every call.
         state = self._feeds.get(feed)
-        if state is not None:
-            self._advance(feed, state, latest_seq)
+        if state is None or latest_seq <= state.have:
+            return
+        state.have = latest_seq
+        self._moved.add(feed)
+        if state.frontier <= latest_seq:
+            state.frontier = latest_seq + 1
+        if state.slots:
+            self._trim(feed, state)
 
     # --- what the node decides ----------------------------------------------
 
