@@ -87,10 +87,22 @@ async def _meshed_without(author: Node, first: Node, second: Node) -> None:
 
 
 async def _dht_is_cut(swarm: Swarm, index: int, far: int) -> None:
-    """Node ``index``'s DHT hears nothing from ``far`` (after rpcudp's 5 s timeout)."""
-    discovery = swarm.nodes[index]._discovery
-    assert await discovery.bootstrap([swarm.nodes[far].status().dht]) == 0
-    assert (await discovery.stats()).counters["dropped: test partition"] >= 1
+    """The DHTs of nodes ``index`` and ``far`` do not reach each other: each
+    pings the other at once, both drop what comes, and both bootstraps find
+    nobody (after rpcudp's 5 s timeout)."""
+    one, other = swarm.nodes[index], swarm.nodes[far]
+    found: dict[int, int] = {}
+
+    async def bootstrap(node: Node, to: Node) -> None:
+        found[index if node is one else far] = await node._discovery.bootstrap([to.status().dht])
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(bootstrap, one, other)
+        nursery.start_soon(bootstrap, other, one)
+    assert found == {index: 0, far: 0}
+    for node in (one, other):
+        counters = (await node._discovery.stats()).counters
+        assert counters.get("dropped: test partition", 0) >= 1
 
 
 @pytest.mark.trio
