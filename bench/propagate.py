@@ -36,7 +36,9 @@ machine, 30 nodes at 10 msg/s in one process, measured p50 2.4 s and p99
 4.5 s.
 
 All nodes share one trio thread, one GIL and the machine's cores: the
-figures include queueing behind the other nodes' work. The bench prints the
+figures include queueing behind the other nodes' work. The bench first
+prints the host's signature-check rate (``bench/verify.py``'s reference), so
+that runs at hours when the host is slower can be told apart. It prints the
 CPU this process used, per message received, the time the cyclic garbage
 collector took, and how late posts started against their schedule: a loaded
 process shows there first.
@@ -76,6 +78,7 @@ from gossip.router import ControlMessage, RouterParams
 from gossip.wire import EntryMessage, feed_topic
 from node.runtime import EntryAdded, Node, NodeOptions
 from node.testing import Swarm, open_swarm
+from verify import measure_reference
 
 DELIVERY_TARGET = 1.0
 P99_TARGET_MS = 250.0
@@ -391,6 +394,14 @@ def _report(posts: _Posts, tallies: Sequence[_Tally], held: int) -> tuple[int, i
 
 
 async def _run(args: argparse.Namespace) -> None:
+    # The host's speed at this hour: the tail follows how busy the one event
+    # loop is, so runs on a slower hour are told apart by this figure.
+    speed = measure_reference(seconds=1.0)
+    print(
+        f"machine speed: verify 1 thread {speed.one_thread:,.0f} sig/s,"
+        f" 2 threads {speed.two_threads:,.0f} sig/s",
+        flush=True,
+    )
     count = args.nodes
     authors = [(2 * k + 1) * count // (2 * args.authors) for k in range(args.authors)]
     started = trio.current_time()
