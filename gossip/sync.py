@@ -701,18 +701,9 @@ class SyncPlanner:
         Own posts, gossip, or sync from another peer: the plan skips what is
         now held. Judges nobody.
         """
-        # :meth:`_advance`, unrolled: a node calls this on every planner for
-        # every round of gossip it stores, and the feed has no plan to trim
-        # in nearly every call.
         state = self._feeds.get(feed)
-        if state is None or latest_seq <= state.have:
-            return
-        state.have = latest_seq
-        self._moved.add(feed)
-        if state.frontier <= latest_seq:
-            state.frontier = latest_seq + 1
-        if state.slots:
-            self._trim(feed, state)
+        if state is not None:
+            self._advance(feed, state, latest_seq)
 
     # --- what the node decides ----------------------------------------------
 
@@ -961,12 +952,16 @@ class SyncPlanner:
         return tuple(run)
 
     def _advance(self, feed: bytes, state: _Feed, latest_seq: int) -> None:
+        # Called on every planner for every round of gossip a node stores;
+        # the feed has no plan to trim in nearly every call.
         if latest_seq <= state.have:
             return
         state.have = latest_seq
         self._moved.add(feed)
-        state.frontier = max(state.frontier, latest_seq + 1)
-        self._trim(feed, state)
+        if state.frontier <= latest_seq:
+            state.frontier = latest_seq + 1
+        if state.slots:
+            self._trim(feed, state)
 
     def _trim(self, feed: bytes, state: _Feed) -> None:
         """Cut what the store holds out of the ranges still to be asked.
